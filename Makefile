@@ -1,0 +1,41 @@
+# Two commands for a fresh machine:
+#   make run    install into .venv, run the embedded default workflow, build the reports
+#   make test   install into .venv, run the test suite
+VENV ?= .venv
+PYTHON ?= python3
+CORES ?= all
+# torch is pinned (==2.13.0). On a CPU-only machine point pip at PyTorch's CPU index to avoid the
+# multi-GB CUDA wheel:  make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+SNAKEMAKE_ARGS ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run report test lint dry-run-paper clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(VENV)/bin/snakemake --cores 1 --report results/snakemake-report.html $(SNAKEMAKE_ARGS)
+	@echo "Tables: results/tables/table1.md results/tables/table2.md; report: results/report.html"
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/snakemake --lint
+
+dry-run-paper: install
+	$(VENV)/bin/snakemake -n --configfile config/paper.yaml
+
+clean:
+	rm -rf results logs resources benchmarks/logs .snakemake

@@ -1,0 +1,158 @@
+"""All-pairs exact WMD: our engine vs a plain POT loop vs pyemd (FastEMD), same machine, same run.
+
+    python benchmarks/bench_allpairs.py                 # bbcsport, twitter, amazon samples
+    python benchmarks/bench_allpairs.py --dataset bbcsport --docs 80
+
+Prints pairs/second and the ratios against the POT loop, checks every value against POT, and
+appends a Markdown table (with the machine description) to benchmarks/results/allpairs.md.
+The POT loop is what gensim's ``wmdistance`` does: ``ot.emd2(a, b, ot.dist(xa, xb))`` per pair,
+one process. Also reports how the cost grows with the number of documents and with words per
+document, and where the engine's time goes (ground costs, solver, the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import ot
+
+from common import RESULTS, append_markdown, load_dataset, sample
+
+DEFAULT_DOCS = {"bbcsport": 60, "twitter": 400, "amazon": 120}
+
+
+def pot_loop(ps) -> np.ndarray:
+    n = len(ps)
+    out = np.zeros((n, n))
+    for i in range(n):
+        xa, wa = ps.doc(i)
+        for j in range(i + 1, n):
+            xb, wb = ps.doc(j)
+            cost = ot.dist(xa.astype(np.float64), xb.astype(np.float64), metric="euclidean")
+            out[i, j] = ot.emd2(wa / wa.sum(), wb / wb.sum(), cost)
+    return out + out.T
+
+
+def pyemd_loop(ps) -> np.ndarray:
+    """FastEMD (Pele & Werman) through pyemd, on the union of both documents' words, as gensim did."""
+    from pyemd import emd
+    from scipy.spatial.distance import cdist
+    n = len(ps)
+    out = np.zeros((n, n))
+    for i in range(n):
+        xa, wa = ps.doc(i)
+        for j in range(i + 1, n):
+            xb, wb = ps.doc(j)
+            x = np.concatenate([xa, xb]).astype(np.float64)
+            ha = np.concatenate([wa / wa.sum(), np.zeros(len(wb))])
+            hb = np.concatenate([np.zeros(len(wa)), wb / wb.sum()])
+            out[i, j] = emd(ha, hb, cdist(x, x))
+    return out + out.T
+
+
+def timed(fn, *args):
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - t0
+
+
+def compare(name: str, n_docs: int, with_pyemd: bool) -> list[str]:
+    from dmlrepro.ot.engine import PreparedDocs, all_pairs_wmd
+    ps = sample(load_dataset(name), n_docs)
+    pairs = n_docs * (n_docs - 1) // 2
+    reference, t_pot = timed(pot_loop, ps)
+    docs = PreparedDocs.from_pointsets(ps)
+    one, t_one = timed(all_pairs_wmd, docs, 1)
+    two, t_two = timed(all_pairs_wmd, docs, 2)
+    err = max(np.abs(one - reference).max(), np.abs(two - reference).max())
+    row = [name, str(n_docs), f"{ps.lengths.mean():.1f}", str(pairs), f"{pairs / t_pot:.0f}"]
+    if with_pyemd:
+        fast, t_fast = timed(pyemd_loop, ps)
+        row += [f"{pairs / t_fast:.0f}", f"{np.abs(fast - reference).max():.1e}"]
+    else:
+        row += ["–", "–"]
+    row += [f"{pairs / t_one:.0f}", f"{t_pot / t_one:.1f}x", f"{pairs / t_two:.0f}", f"{t_pot / t_two:.1f}x",
+            f"{err:.1e}"]
+    print(" | ".join(row), flush=True)
+    return row
+
+
+def breakdown(name: str, n_docs: int) -> str:
+    """Where one process spends its time: ground costs, the solver, everything else."""
+    from dmlrepro.ot.emd import emd_from_cost, ground_cost
+    from dmlrepro.ot.engine import PreparedDocs, all_pairs_wmd
+    ps = sample(load_dataset(name), n_docs)
+    docs = PreparedDocs.from_pointsets(ps)
+    n = len(docs)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    t0 = time.perf_counter()
+    costs = [ground_cost(docs.vectors[i], docs.vectors[j]) for i, j in pairs]
+    t_cost = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for (i, j), c in zip(pairs, costs):
+        emd_from_cost(docs.weights[i], docs.weights[j], c)
+    t_solve = time.perf_counter() - t0
+    _, t_all = timed(all_pairs_wmd, docs, 1)
+    rest = max(t_all - t_cost - t_solve, 0.0)
+    return (f"{name}: {len(pairs)} pairs, engine (1 process) {t_all:.2f} s = ground costs {t_cost:.2f} s "
+            f"({100 * t_cost / t_all:.0f}%) + solver {t_solve:.2f} s ({100 * t_solve / t_all:.0f}%, full problems; "
+            f"the engine solves reduced ones) + the rest {rest:.2f} s")
+
+
+def scaling(name: str) -> list[str]:
+    """Seconds per pair by document length, and the projected all-pairs time by collection size."""
+    from dmlrepro.ot.engine import PreparedDocs, wmd_and_rwmd
+    ps = load_dataset(name)
+    docs = PreparedDocs.from_pointsets(ps)
+    lengths = np.array([len(w) for w in docs.weights])
+    rng = np.random.default_rng(0)
+    lines, xs, ys = [], [], []
+    for lo, hi in [(1, 20), (20, 50), (50, 100), (100, 200), (200, 400)]:
+        pool = np.flatnonzero((lengths >= lo) & (lengths < hi))
+        if len(pool) < 12:
+            continue
+        pick = rng.choice(pool, 12, replace=False)
+        t0 = time.perf_counter()
+        count = 0
+        for a in range(len(pick)):
+            for b in range(a + 1, len(pick)):
+                wmd_and_rwmd(docs, int(pick[a]), int(pick[b]))
+                count += 1
+        per_pair = (time.perf_counter() - t0) / count
+        xs.append(np.log(lengths[pick].mean()))
+        ys.append(np.log(per_pair))
+        lines.append(f"| {name} | {lo}-{hi} | {lengths[pick].mean():.0f} | {1e3 * per_pair:.3f} |")
+    slope = np.polyfit(xs, ys, 1)[0] if len(xs) >= 2 else float("nan")
+    lines.append(f"\nPer-pair time grows as (words per document)^{slope:.2f} on {name}.")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", nargs="+", default=list(DEFAULT_DOCS))
+    parser.add_argument("--docs", type=int, help="documents per sample (default: per dataset)")
+    parser.add_argument("--no-pyemd", action="store_true")
+    args = parser.parse_args()
+    header = ("| dataset | docs | words/doc | pairs | POT loop pairs/s | pyemd pairs/s | pyemd max err | "
+              "engine 1 proc pairs/s | ratio | engine 2 proc pairs/s | ratio | max abs err vs POT |")
+    rows = [header, "|" + "---|" * 12]
+    print(header)
+    for name in args.dataset:
+        rows.append("| " + " | ".join(compare(name, args.docs or DEFAULT_DOCS[name], not args.no_pyemd)) + " |")
+    notes = [breakdown(name, min(args.docs or DEFAULT_DOCS[name], 60)) for name in args.dataset]
+    scale = ["| dataset | words/doc bucket | mean words | ms per pair (engine, 1 process) |", "|---|---|---|---|"]
+    for name in args.dataset:
+        scale += scaling(name)
+    for line in notes + scale:
+        print(line)
+    n_docs = [500, 1000, 2000, 4000, 8000]
+    projection = ["", "All-pairs time grows with the number of pairs, n(n-1)/2: "
+                  + ", ".join(f"{n} docs = {n * (n - 1) // 2:,} pairs" for n in n_docs) + "."]
+    append_markdown(RESULTS / "allpairs.md", "All-pairs exact WMD",
+                    "\n".join(rows + [""] + [f"- {n}" for n in notes] + [""] + scale + projection))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Shared by the benchmarks: real pointsets from the data mirror and a machine description."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DATASET_CONFIGS = {
+    "bbcsport": {"source": "text", "stop_words": "default"},
+    "twitter": {"source": "text", "stop_words": None, "empty_documents": "drop"},
+    "amazon": {"source": "text", "stop_words": "default"},
+}
+
+
+def mirror() -> Path:
+    return Path(os.environ.get("DMLREPRO_DATA_MIRROR", REPO.parent / "shared" / "data"))
+
+
+def load_dataset(name: str):
+    from dmlrepro.data.build import build_pointsets
+    ps, _ = build_pointsets(name, DATASET_CONFIGS[name], mirror())
+    return ps
+
+
+def sample(ps, n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return ps.subset(np.sort(rng.choice(len(ps), min(n, len(ps)), replace=False)))
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import ot
+    import torch
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{cpu}, {cores} cores, Python {platform.python_version()}, numpy {np.__version__}, "
+            f"POT {ot.__version__}, torch {torch.__version__}, {datetime.date.today().isoformat()}")
+
+
+def append_markdown(path: Path, title: str, table: str) -> None:
+    from dmlrepro.io import write_text
+    old = path.read_text() if path.exists() else ""
+    write_text(path, old + f"\n## {title}\n\n{machine()}\n\n{table}\n")

@@ -1,0 +1,367 @@
+"""Comparison tables (ours vs the WSSET paper) from per-run metric JSON files.
+
+A metric record (one JSON file per dataset × method × split) looks like::
+
+    {"dataset": "bbcsport", "method": "wsset", "split": 0,
+     "knn_accuracy": 95.1, "recall_at": {"5": 9.0, "15": 25.1, ...},
+     "precision_at_1": 93.2, "map_at_r": 61.0, "data_source": "kusner-mat"}
+
+All metrics are percentages. Over the splits of one (method, dataset) we report the mean and
+the **sample** standard deviation (ddof = 1; "± n/a" with a single split). Published numbers
+appear only in the column "Paper" (as printed, "[?]" marking OCR-uncertain values; "–" where
+the paper has none); "Δ" is ours − paper, signed, 2 decimals. Rows follow the paper's row
+order; methods that are not in the paper (e.g. ``sset``) come after, then unknown keys A→Z.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dmlrepro import DmlReproError
+from dmlrepro.io import write_text
+from dmlrepro.reporting.paper_values import (
+    DATASETS,
+    METHOD_ORDER,
+    METHODS,
+    PAPER_RECALL_KS,
+    PAPER_TABLE1_PRINTED,
+    PAPER_TABLE2_PRINTED,
+    dataset_label,
+    paper_row_label,
+)
+
+__all__ = [
+    "REQUIRED_KEYS",
+    "load_records",
+    "validate_record",
+    "build_table1",
+    "build_table2",
+    "build_dml_table",
+    "write_table",
+    "format_mean_std",
+    "format_delta",
+    "paper_value_notes",
+]
+
+NA = "–"  # en dash, as in the paper
+REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
+    "dataset": str,
+    "method": str,
+    "split": int,
+    "knn_accuracy": (int, float),
+    "recall_at": dict,
+    "precision_at_1": (int, float),
+    "map_at_r": (int, float),
+    "data_source": str,
+}
+
+TABLE1_COLUMNS = ["Method", "Sup", "Ext", "Dataset", "Ours", "ours_mean", "ours_std", "n_splits", "Paper", "Δ", "Data"]
+TABLE2_COLUMNS = ["Method", "Sup", "Ext", "Dataset", "K", "Ours", "ours_mean", "ours_std", "n_splits", "Paper", "Δ", "Data"]
+DML_COLUMNS = [
+    "Method", "Sup", "Ext", "Dataset", "R@1", "r_at_1_mean", "r_at_1_std",
+    "MAP@R", "map_at_r_mean", "map_at_r_std", "n_splits", "Data",
+]
+
+
+# ----------------------------------------------------------------------------- records
+
+def _source_of(rec: Mapping[str, Any]) -> str:
+    return str(rec.get("_source", "<record>"))
+
+
+def validate_record(rec: Any, source: str = "<record>") -> dict:
+    """Check a metric record's keys and types; return a copy with ``_source`` set."""
+    if not isinstance(rec, Mapping):
+        raise DmlReproError(f"{source}: a metric record must be a JSON object, got {type(rec).__name__}")
+    out = dict(rec)
+    out.setdefault("_source", source)
+    src = out["_source"]
+    for key, typ in REQUIRED_KEYS.items():
+        if key not in out:
+            raise DmlReproError(f"{src}: metric record lacks key {key!r}")
+        val = out[key]
+        if isinstance(val, bool) or not isinstance(val, typ):
+            raise DmlReproError(f"{src}: key {key!r} has value {val!r}, expected {_type_name(typ)}")
+        if typ == (int, float) and not math.isfinite(val):
+            raise DmlReproError(f"{src}: key {key!r} has non-finite value {val!r}")
+    for k, v in out["recall_at"].items():
+        try:
+            int(k)
+        except (TypeError, ValueError):
+            raise DmlReproError(f"{src}: key 'recall_at' has a non-integer K {k!r}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise DmlReproError(f"{src}: key 'recall_at.{k}' has value {v!r}, expected a finite number")
+    return out
+
+
+def _type_name(typ) -> str:
+    if isinstance(typ, tuple):
+        return " or ".join(t.__name__ for t in typ)
+    return typ.__name__
+
+
+def load_records(paths: Iterable[str | os.PathLike]) -> list[dict]:
+    """Read and validate metric JSON files; each record remembers its file in ``_source``."""
+    out = []
+    for p in paths:
+        p = Path(p)
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DmlReproError(f"metric file not found: {p}") from None
+        except json.JSONDecodeError as e:
+            raise DmlReproError(f"{p}: not valid JSON ({e})") from None
+        out.append(validate_record(rec, str(p)))
+    return out
+
+
+def _coerce_records(records: Sequence[Mapping | str | os.PathLike]) -> list[dict]:
+    recs: list[dict] = []
+    for i, r in enumerate(records):
+        if isinstance(r, (str, os.PathLike)):
+            recs.extend(load_records([r]))
+        else:
+            recs.append(validate_record(r, str(r.get("_source", f"<record {i}>")) if isinstance(r, Mapping) else f"<record {i}>"))
+    if not recs:
+        raise DmlReproError("no metric records given; nothing to tabulate")
+    seen: dict[tuple, str] = {}
+    for r in recs:
+        key = (r["method"], r["dataset"], r["split"])
+        if key in seen:
+            raise DmlReproError(
+                f"duplicate metric record for method={key[0]!r} dataset={key[1]!r} split={key[2]}: "
+                f"{seen[key]} and {_source_of(r)}"
+            )
+        seen[key] = _source_of(r)
+    return recs
+
+
+def _method_sort_key(method: str) -> tuple:
+    if method in METHODS:
+        return (0, METHOD_ORDER.index(method), "")
+    return (1, 0, method)
+
+
+def _dataset_sort_key(dataset: str) -> tuple:
+    if dataset in DATASETS:
+        return (0, DATASETS.index(dataset), "")
+    return (1, 0, dataset)
+
+
+def _groups(recs: list[dict]) -> list[tuple[str, str, list[dict]]]:
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in recs:
+        by.setdefault((r["method"], r["dataset"]), []).append(r)
+    keys = sorted(by, key=lambda md: (_method_sort_key(md[0]), _dataset_sort_key(md[1])))
+    return [(m, d, sorted(by[(m, d)], key=lambda r: r["split"])) for m, d in keys]
+
+
+# ----------------------------------------------------------------------------- formatting
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    mean = float(arr.mean())
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else float("nan")
+    return mean, std
+
+
+def format_mean_std(mean: float, std: float) -> str:
+    """``"94.12 ± 1.03"``; ``"94.12 ± n/a"`` when the std is undefined (one split); ``"–"`` unmeasured."""
+    if math.isnan(mean):
+        return NA
+    if math.isnan(std):
+        return f"{mean:.2f} ± n/a"
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def format_delta(ours: float, paper: float | None) -> str:
+    """Signed difference ours − paper with 2 decimals (``"+1.23"``, ``"-0.40"``), ``"–"`` without a paper value."""
+    if paper is None or math.isnan(ours):
+        return NA
+    text = f"{ours - paper:+.2f}"
+    return "+0.00" if text == "-0.00" else text
+
+
+def _flag(value: bool | None) -> str:
+    if value is None:
+        return "?"
+    return "✓" if value else "✗"
+
+
+def _method_cols(method: str) -> dict[str, str]:
+    info = METHODS.get(method)
+    return {
+        "Method": paper_row_label(method),
+        "Sup": _flag(info.sup if info else None),
+        "Ext": _flag(info.ext if info else None),
+    }
+
+
+def _paper_cell(printed: str | None, uncertain: bool) -> tuple[str, float | None]:
+    if printed is None:
+        return NA, None
+    return (f"{printed} [?]" if uncertain else printed), float(printed)
+
+
+def _data_source(group: list[dict]) -> str:
+    return "; ".join(sorted({r["data_source"] for r in group}))
+
+
+def paper_value_notes() -> list[str]:
+    """Notes about the published values themselves (OCR uncertainty etc.), for ``write_table``."""
+    return [f"{m.label}: {m.note}" for m in METHODS.values() if m.in_paper and m.note]
+
+
+# ----------------------------------------------------------------------------- tables
+
+def build_table1(records: Sequence[Mapping | str | os.PathLike], include_missing_paper_rows: bool = False) -> pd.DataFrame:
+    """Table I (kNN accuracy %) in long form: one row per (method, dataset) with our runs.
+
+    With ``include_missing_paper_rows`` the paper's rows we have no run for are listed too
+    (Ours "not run", n_splits 0), for the four paper datasets.
+    """
+    recs = _coerce_records(records)
+    rows = []
+    have = set()
+    for method, dataset, group in _groups(recs):
+        have.add((method, dataset))
+        info = METHODS.get(method)
+        printed = PAPER_TABLE1_PRINTED.get(method, {}).get(dataset)
+        paper = _paper_cell(printed, bool(info and dataset in info.uncertain_table1))
+        rows.append(_measured_row(method, dataset, [r["knn_accuracy"] for r in group], paper, group))
+    if include_missing_paper_rows:
+        for method in METHOD_ORDER:
+            for dataset in DATASETS:
+                printed = PAPER_TABLE1_PRINTED[method][dataset]
+                if printed is None or (method, dataset) in have:
+                    continue
+                paper_text = _paper_cell(printed, dataset in METHODS[method].uncertain_table1)[0]
+                rows.append(_not_run_row(method, dataset, paper_text))
+        rows = _resort(rows)
+    return pd.DataFrame(rows, columns=TABLE1_COLUMNS)
+
+
+def _resort(rows: list[dict]) -> list[dict]:
+    label_to_key = {METHODS[k].label: k for k in METHOD_ORDER}
+    label_of_ds = {dataset_label(d): d for d in DATASETS}
+
+    def key(r):
+        m = label_to_key.get(r["Method"], r["Method"])
+        d = label_of_ds.get(r["Dataset"], r["Dataset"])
+        return (_method_sort_key(m), _dataset_sort_key(d), r.get("K", 0))
+
+    return sorted(rows, key=key)
+
+
+def _measured_row(method: str, dataset: str, values: list[float], paper: tuple[str, float | None],
+                  group: list[dict], **extra) -> dict:
+    """One table row: our mean ± std over splits beside the paper's value (``paper`` = (text, number))."""
+    mean, std = _mean_std(values) if values else (float("nan"), float("nan"))
+    paper_text, paper_value = paper
+    return {**_method_cols(method), "Dataset": dataset_label(dataset), **extra,
+            "Ours": format_mean_std(mean, std), "ours_mean": mean, "ours_std": std, "n_splits": len(group),
+            "Paper": paper_text, "Δ": format_delta(mean, paper_value), "Data": _data_source(group)}
+
+
+def _not_run_row(method: str, dataset: str, paper_text: str, **extra) -> dict:
+    return {**_method_cols(method), "Dataset": dataset_label(dataset), **extra, "Ours": "not run",
+            "ours_mean": float("nan"), "ours_std": float("nan"), "n_splits": 0,
+            "Paper": paper_text, "Δ": NA, "Data": NA}
+
+
+def _ks_for(dataset: str, group: list[dict]) -> list[int]:
+    """The paper's K values for the dataset and every K our runs measured (a config may add others)."""
+    ours = {int(k) for r in group for k in r["recall_at"]}
+    return sorted(ours | set(PAPER_RECALL_KS.get(dataset, [])))
+
+
+def _has_k(rec: dict, k: int) -> bool:
+    return any(int(key) == k for key in rec["recall_at"])
+
+
+def _recall_value(rec: dict, k: int) -> float:
+    for key, val in rec["recall_at"].items():
+        if int(key) == k:
+            return float(val)
+    raise DmlReproError(
+        f"{_source_of(rec)}: key 'recall_at' lacks K={k} (has {sorted(rec['recall_at'], key=int)}); "
+        f"the paper reports Recall@{k} for dataset {rec['dataset']!r}"
+    )
+
+
+def build_table2(records: Sequence[Mapping | str | os.PathLike], include_missing_paper_rows: bool = False) -> pd.DataFrame:
+    """Table II (Recall@K %) in long form: one row per (method, dataset, K), K = the paper's K list
+    for that dataset (for a dataset not in the paper: every K found in the records)."""
+    recs = _coerce_records(records)
+    rows = []
+    have = set()
+    for method, dataset, group in _groups(recs):
+        have.add((method, dataset))
+        paper_block = PAPER_TABLE2_PRINTED.get(method, {}).get(dataset, {})
+        for k in _ks_for(dataset, group):
+            measured = [r for r in group if _has_k(r, k)]
+            missing = [r for r in group if not _has_k(r, k)]
+            if measured and missing:  # splits of one run measured different Ks: refuse to average
+                raise DmlReproError(f"{_source_of(missing[0])}: key 'recall_at' lacks K={k}, "
+                                    f"which other splits of {method}/{dataset} have")
+            values = [_recall_value(r, k) for r in measured]
+            paper = _paper_cell(paper_block.get(k), False)
+            rows.append(_measured_row(method, dataset, values, paper, group, K=k))
+    if include_missing_paper_rows:
+        for method in METHOD_ORDER:
+            for dataset, block in PAPER_TABLE2_PRINTED[method].items():
+                if (method, dataset) in have:
+                    continue
+                for k, printed in block.items():
+                    rows.append(_not_run_row(method, dataset, printed, K=k))
+        rows = _resort(rows)
+    return pd.DataFrame(rows, columns=TABLE2_COLUMNS)
+
+
+def build_dml_table(records: Sequence[Mapping | str | os.PathLike]) -> pd.DataFrame:
+    """Our DML metrics per (method, dataset): R@1 (= precision_at_1) and MAP@R, mean ± std over
+    splits. The paper reports neither, so there is no Paper column."""
+    recs = _coerce_records(records)
+    rows = []
+    for method, dataset, group in _groups(recs):
+        r1_mean, r1_std = _mean_std([r["precision_at_1"] for r in group])
+        mp_mean, mp_std = _mean_std([r["map_at_r"] for r in group])
+        rows.append({
+            **_method_cols(method),
+            "Dataset": dataset_label(dataset),
+            "R@1": format_mean_std(r1_mean, r1_std),
+            "r_at_1_mean": r1_mean,
+            "r_at_1_std": r1_std,
+            "MAP@R": format_mean_std(mp_mean, mp_std),
+            "map_at_r_mean": mp_mean,
+            "map_at_r_std": mp_std,
+            "n_splits": len(group),
+            "Data": _data_source(group),
+        })
+    return pd.DataFrame(rows, columns=DML_COLUMNS)
+
+
+def markdown_columns(df: pd.DataFrame) -> list[str]:
+    """Columns shown in Markdown/HTML: the numeric helpers ``*_mean`` / ``*_std`` are CSV-only."""
+    return [c for c in df.columns if not (str(c).endswith("_mean") or str(c).endswith("_std"))]
+
+
+def table_markdown(df: pd.DataFrame) -> str:
+    return df[markdown_columns(df)].to_markdown(index=False, disable_numparse=True)
+
+
+def write_table(df: pd.DataFrame, csv_path, md_path, title: str, notes: Sequence[str] = ()) -> None:
+    """Write ``df`` as CSV (all columns, UTF-8) and as Markdown (title, table without the
+    ``*_mean``/``*_std`` helper columns, then a "Notes" list), both atomically."""
+    write_text(csv_path, df.to_csv(index=False))
+    parts = [f"# {title}", "", table_markdown(df), ""]
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    write_text(md_path, "\n".join(parts))

@@ -1,0 +1,274 @@
+"""One trainer for every set-embedding method; the loss (and its miner) comes from the method.
+
+Protocol (README, "Fair protocol"): the model is trained on the *fit* part of a split (train
+minus validation). Every ``eval_every`` epochs it is scored by distance-weighted kNN accuracy of
+validation documents against the fit documents; the best-scoring state is kept (``selection:
+val_knn``, as the paper's "best accuracy on the validation set"), or the last one
+(``selection: last``, fully label-free). The test split is never looked at here.
+
+A checkpoint (model, optimiser, RNG states, history, best state) is written atomically after
+every epoch; a re-started job resumes from it and produces the same result it would have.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dmlrepro import DmlReproError
+from dmlrepro.data.pointsets import Pointsets, pad_batch
+from dmlrepro.evaluation.knn import embedding_distances, weighted_knn_accuracy
+from dmlrepro.io import atomic_path, save_npy
+from dmlrepro.losses.approx_emd import ApproxEMDLoss
+from dmlrepro.losses.triplet import WeightedTripletLoss
+from dmlrepro.mining.emd_triplets import EMDTripletMiner
+from dmlrepro.models.set_transformer import SetTransformerEmbedder
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ("epoch", "loss", "val_accuracy", "n_triplets", "seconds")
+# settings a run may change and still resume its checkpoint (more epochs, another device)
+_RESUMABLE_KEYS = ("epochs", "device", "threads")
+
+
+# ---------------------------------------------------------------------------------- objectives
+class Objective:
+    """A loss over one mini-batch: ``(embeddings, batch EMD matrix) -> (loss, n_triplets)``."""
+
+    def __call__(self, emb: torch.Tensor, emd_batch: torch.Tensor) -> tuple[torch.Tensor, int]:
+        raise NotImplementedError
+
+
+class EMDTripletObjective(Objective):
+    def __init__(self, miner: EMDTripletMiner, loss: WeightedTripletLoss):
+        self.miner, self.loss = miner, loss
+
+    def __call__(self, emb, emd_batch):
+        triplets = self.miner(emb.detach(), emd_batch)
+        return self.loss(emb, triplets), len(triplets)
+
+
+class ApproxEMDObjective(Objective):
+    def __init__(self, loss: ApproxEMDLoss):
+        self.loss = loss
+
+    def __call__(self, emb, emd_batch):
+        return self.loss(emb, emd_batch), emb.shape[0] ** 2
+
+
+def build_objective(method: str, params: dict[str, Any], emd_fit: np.ndarray) -> Objective:
+    """The objective of a self-supervised method, from its config section."""
+    if method in ("wsset", "sset"):
+        miner = EMDTripletMiner(weighting="emd" if method == "wsset" else "none", c=params.get("c", 7.0),
+                                variant=params.get("variant", "paper"),
+                                positive_percentile=params.get("positive_percentile", 20.0))
+        return EMDTripletObjective(miner, WeightedTripletLoss(params.get("margin", 0.1)))
+    if method == "approx_emd":
+        scale = params.get("emd_scale", "auto")
+        if scale == "auto":  # largest training EMD maps to the diameter^2 (4) of the unit sphere
+            scale = float(emd_fit.max()) / 4.0 if emd_fit.size else 1.0
+        return ApproxEMDObjective(ApproxEMDLoss(float(scale)))
+    raise DmlReproError(f"method '{method}' has no self-supervised objective; known: wsset, sset, approx_emd")
+
+
+# ---------------------------------------------------------------------------------- helpers
+def build_model(input_dim: int, model_cfg: dict[str, Any]) -> SetTransformerEmbedder:
+    return SetTransformerEmbedder(
+        input_dim=input_dim, layers=model_cfg.get("layers", 5), heads=model_cfg.get("heads", 7),
+        ff_dim=model_cfg.get("ff_dim", 1000), dropout=model_cfg.get("dropout", 0.1),
+        head_dims=model_cfg.get("head_dims", [512, 256, 64]), d_model=model_cfg.get("d_model"),
+        input_norm=model_cfg.get("input_norm", True), activation=model_cfg.get("activation", "relu"))
+
+
+@torch.no_grad()
+def embed(model: SetTransformerEmbedder, ps: Pointsets, index: np.ndarray, batch_size: int = 128,
+          weight_feature: str = "count") -> np.ndarray:
+    """Embeddings of documents ``index`` in eval mode, batched by length to limit padding."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    index = np.asarray(index, dtype=np.int64)
+    order = np.argsort(ps.lengths[index], kind="stable")
+    out = np.empty((len(index), model.embedding_dim), dtype=np.float32)
+    for s in range(0, len(order), batch_size):
+        rows = order[s:s + batch_size]
+        x, mask = pad_batch(ps, index[rows], weight_feature)
+        out[rows] = model(torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device)).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def validation_accuracy(model, ps: Pointsets, fit: np.ndarray, val: np.ndarray, k: int,
+                        weight_feature: str) -> float:
+    emb_fit = embed(model, ps, fit, weight_feature=weight_feature)
+    emb_val = embed(model, ps, val, weight_feature=weight_feature)
+    return weighted_knn_accuracy(embedding_distances(emb_val, emb_fit), ps.labels[fit], ps.labels[val], k)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_accuracy: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------- training
+def train_embedder(ps: Pointsets, emd: np.ndarray, fit: np.ndarray, val: np.ndarray, method: str,
+                   method_params: dict[str, Any], model_cfg: dict[str, Any], train_cfg: dict[str, Any],
+                   out_dir: str | os.PathLike, seed: int = 0,
+                   on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
+    """Train one self-supervised embedder; write ``model.pt``, ``history.csv`` to ``out_dir``.
+
+    ``emd`` is the dataset's full WMD matrix (rows and columns index documents of ``ps``).
+    ``on_epoch_end`` is a test hook (e.g. to interrupt a run after a given epoch).
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "checkpoint" / "last.pt"
+    epochs = int(train_cfg.get("epochs", 1000))
+    batch_size = int(train_cfg.get("batch_size", 64))
+    eval_every = int(train_cfg.get("eval_every", 1))
+    selection = train_cfg.get("selection", "val_knn")
+    knn_k = int(train_cfg.get("knn_k", 10))
+    weight_feature = model_cfg.get("weight_feature", "count")
+    fit, val = np.asarray(fit, np.int64), np.asarray(val, np.int64)
+    if len(fit) < 3:
+        raise DmlReproError(f"training needs at least 3 documents, the fit split has {len(fit)}")
+    if selection not in ("val_knn", "last"):
+        raise DmlReproError(f"unknown train.selection '{selection}' (val_knn | last)")
+
+    device = torch.device(train_cfg.get("device", "cpu"))
+    seed_everything(seed)
+    model = build_model(ps.dim + 1, model_cfg).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=float(train_cfg.get("lr", 1e-5)),
+                                 betas=tuple(train_cfg.get("betas", (0.9, 0.999))),
+                                 eps=float(train_cfg.get("eps", 1e-7)))
+    objective = build_objective(method, method_params, emd[np.ix_(fit, fit)])
+    history: list[dict[str, Any]] = []
+    best = {"epoch": 0, "val_accuracy": None, "state": None}
+    start_epoch = 1
+
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)
+        if ckpt.get("signature") == _signature(method, method_params, model_cfg, train_cfg, seed, fit, val):
+            model.load_state_dict(ckpt["model"])
+            optimiser.load_state_dict(ckpt["optimiser"])
+            history, best, start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
+            _set_rng_state(ckpt["rng"])
+            log.info("resuming %s from epoch %d (%s)", method, start_epoch, ckpt_path)
+        else:
+            log.warning("ignoring checkpoint %s: written for another configuration", ckpt_path)
+
+    model.train()
+    for epoch in range(start_epoch, epochs + 1):
+        t0 = time.perf_counter()
+        # epoch e's order comes from (seed, e), so a resumed run sees the same batches
+        rng = np.random.default_rng([seed, epoch])
+        order = fit[rng.permutation(len(fit))]
+        losses, counts, n_triplets = [], [], 0
+        for s in range(0, len(order), batch_size):
+            batch = order[s:s + batch_size]
+            if len(batch) < 3:  # a triplet needs three documents
+                continue
+            x, mask = pad_batch(ps, batch, weight_feature)
+            emb = model(torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device))
+            loss, n_t = objective(emb, torch.from_numpy(np.asarray(emd[np.ix_(batch, batch)])).to(device))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            counts.append(len(batch))
+            n_triplets += n_t
+        row = {"epoch": epoch, "loss": float(np.average(losses, weights=counts)) if losses else float("nan"),
+               "val_accuracy": "", "n_triplets": n_triplets, "seconds": 0.0}
+        if len(val) and (epoch % eval_every == 0 or epoch == epochs):
+            acc = validation_accuracy(model, ps, fit, val, knn_k, weight_feature)
+            row["val_accuracy"] = acc
+            if selection == "val_knn" and (best["val_accuracy"] is None or acc > best["val_accuracy"]):
+                best = {"epoch": epoch, "val_accuracy": acc, "state": _cpu_state(model)}
+        if selection == "last" or not len(val):
+            best = {"epoch": epoch, "val_accuracy": row["val_accuracy"] or None, "state": _cpu_state(model)}
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        history.append(row)
+        log.info("%s epoch %d/%d loss %.4f val_acc %s (%.1fs)", method, epoch, epochs, row["loss"],
+                 f"{row['val_accuracy']:.2f}" if row["val_accuracy"] != "" else "-", row["seconds"])
+        _save_checkpoint(ckpt_path, model, optimiser, epoch, history, best,
+                         _signature(method, method_params, model_cfg, train_cfg, seed, fit, val))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+
+    if best["state"] is None:  # zero epochs requested
+        best = {"epoch": 0, "val_accuracy": None, "state": _cpu_state(model)}
+    model.load_state_dict(best["state"])
+    with atomic_path(out_dir / "model.pt") as tmp:
+        torch.save({"state_dict": best["state"], "input_dim": ps.dim + 1, "model_cfg": dict(model_cfg),
+                    "method": method, "best_epoch": best["epoch"], "best_val_accuracy": best["val_accuracy"]}, tmp)
+    write_history(out_dir / "history.csv", history)
+    return TrainResult(best["epoch"], best["val_accuracy"], history)
+
+
+def load_model(path: str | os.PathLike) -> SetTransformerEmbedder:
+    path = Path(path)
+    if not path.exists():
+        raise DmlReproError(f"model file not found: {path}")
+    saved = torch.load(path, weights_only=False, map_location="cpu")
+    model = build_model(saved["input_dim"], saved["model_cfg"])
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    return model
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _signature(method, params, model_cfg, train_cfg, seed, fit, val) -> str:
+    import hashlib
+    import json
+    h = hashlib.sha256(json.dumps([method, params, model_cfg, {k: v for k, v in train_cfg.items() if k not in _RESUMABLE_KEYS},
+                                   seed], sort_keys=True, default=str).encode())
+    h.update(np.asarray(fit).tobytes())
+    h.update(np.asarray(val).tobytes())
+    return h.hexdigest()
+
+
+def _save_checkpoint(path: Path, model, optimiser, epoch, history, best, signature) -> None:
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch,
+                    "history": history, "best": best, "rng": _rng_state(), "signature": signature}, tmp)
+
+
+def save_embeddings(path: str | os.PathLike, embeddings: np.ndarray) -> None:
+    save_npy(path, embeddings.astype(np.float32))

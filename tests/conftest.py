@@ -1,0 +1,48 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The offline data mirror (``$DMLREPRO_DATA_MIRROR``, default ``<repo>/../shared/data``)."""
+    root = Path(os.environ.get("DMLREPRO_DATA_MIRROR", REPO_ROOT.parent / "shared" / "data"))
+    if not root.is_dir():
+        pytest.skip(f"shared data mirror not found at {root} (set DMLREPRO_DATA_MIRROR)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def bbcsport_pointsets(shared_data):
+    """Real BBCSport pointsets (737 documents, GloVe-50), built once per session."""
+    from dmlrepro.data.build import build_pointsets
+    ps, _ = build_pointsets("bbcsport", {"source": "text", "vectors": "glove50_subset", "stop_words": "default"},
+                            shared_data)
+    return ps
+
+
+@pytest.fixture(scope="session")
+def bbcsport_small(bbcsport_pointsets):
+    """40 real BBCSport documents, 8 per class, for tests that compute EMDs or train."""
+    labels = bbcsport_pointsets.labels
+    pick = np.concatenate([np.flatnonzero(labels == c)[:8] for c in range(bbcsport_pointsets.n_classes)])
+    return bbcsport_pointsets.subset(pick)
+
+
+@pytest.fixture(scope="session")
+def bbcsport_small_emd(bbcsport_small):
+    from dmlrepro.ot.emd import wmd
+    n = len(bbcsport_small)
+    emd = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            emd[i, j] = emd[j, i] = wmd(*bbcsport_small.doc(i), *bbcsport_small.doc(j))
+    return emd

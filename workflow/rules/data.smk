@@ -1,0 +1,37 @@
+# Stage 1: raw files (mirror or download, sha256 verified) -> pointsets + splits per dataset.
+
+
+rule fetch_raw:
+    output:
+        "resources/raw/{relpath}",
+    params:
+        cli=DMLREPRO,
+        mirror=config.get("data", {}).get("mirror") or "",
+        no_download="" if config.get("data", {}).get("allow_download", True) else "--no-download",
+    log:
+        "logs/fetch/{relpath}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "{params.cli} fetch --relpath {wildcards.relpath:q} --dest resources/raw --mirror {params.mirror:q}"
+        " {params.no_download} > {log:q} 2>&1"
+
+
+rule build_pointsets:
+    input:
+        raw_inputs,
+    output:
+        pointsets="results/{dataset}/pointsets.npz",
+        splits="results/{dataset}/splits.npz",
+    params:
+        cli=DMLREPRO,
+        cfg=lambda w: json.dumps(dataset_cfg(w.dataset), sort_keys=True),
+    log:
+        "logs/{dataset}/pointsets.log",
+    benchmark:
+        "benchmarks/logs/{dataset}/pointsets.tsv"
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "{params.cli} pointsets --dataset {wildcards.dataset} --params {params.cfg:q} --raw-root resources/raw"
+        " --out-pointsets {output.pointsets} --out-splits {output.splits} > {log} 2>&1"
