@@ -12,7 +12,7 @@ SNAKEMAKE_ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run report test lint dry-run-paper clean
+.PHONY: install run report test lint bench dry-run-paper clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+bench: install
+	cd benchmarks && for b in bench_*.py; do ../$(PY) $$b || exit 1; done
 
 lint: install
 	$(VENV)/bin/snakemake --lint

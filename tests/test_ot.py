@@ -91,16 +91,16 @@ def test_interrupted_shard_resumes_from_partial(tmp_path, monkeypatch):
     compute_shard(ps, 0, 1, tmp_path / "reference.npz", progress=False)
 
     import dmlrepro.ot.engine as engine
-    real = engine.wmd_and_rwmd
+    real = engine.solve_row
     solved = []
 
-    def dying(docs, i, j, shared_mass=True):
-        if len(solved) >= 40:
+    def dying(stack, i, shared_mass=True):
+        if len(solved) >= 5:
             raise KeyboardInterrupt  # the job is killed mid-shard
-        solved.append((i, j))
-        return real(docs, i, j, shared_mass)
+        solved.append(i)
+        return real(stack, i, shared_mass)
 
-    monkeypatch.setattr(engine, "wmd_and_rwmd", dying)
+    monkeypatch.setattr(engine, "solve_row", dying)
     with pytest.raises(KeyboardInterrupt):
         compute_shard(ps, 0, 1, out, checkpoint_seconds=0.0, progress=False)
     assert not out.exists()  # no partial output at the final path
@@ -111,11 +111,11 @@ def test_interrupted_shard_resumes_from_partial(tmp_path, monkeypatch):
 
     resumed = []
 
-    def counting(docs, i, j, shared_mass=True):
+    def counting(stack, i, shared_mass=True):
         resumed.append(i)
-        return real(docs, i, j, shared_mass)
+        return real(stack, i, shared_mass)
 
-    monkeypatch.setattr(engine, "wmd_and_rwmd", counting)
+    monkeypatch.setattr(engine, "solve_row", counting)
     compute_shard(ps, 0, 1, out, progress=False)
     assert not set(resumed) & set(done_rows.tolist())  # finished rows were not solved again
     np.testing.assert_allclose(np.load(out)["emd"], np.load(tmp_path / "reference.npz")["emd"], atol=1e-12)

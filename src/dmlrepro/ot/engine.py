@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
 from dmlrepro.data.pointsets import Pointsets, normalised_weights
 from dmlrepro.ot.emd import emd_from_cost, ground_cost, rwmd_from_cost
@@ -63,16 +64,68 @@ class PreparedDocs:
 
 
 def wmd_and_rwmd(docs: PreparedDocs, i: int, j: int, shared_mass: bool = True) -> tuple[float, float]:
-    """Exact WMD and RWMD between prepared documents ``i`` and ``j``."""
-    xa, a, ia = docs.vectors[i], docs.weights[i], docs.vector_ids[i]
-    xb, b, ib = docs.vectors[j], docs.weights[j], docs.vector_ids[j]
-    cost = ground_cost(xa, xb)
+    """Exact WMD and RWMD between prepared documents ``i`` and ``j`` (one pair; rows use :func:`solve_row`)."""
+    a, b = docs.weights[i], docs.weights[j]
+    cost = ground_cost(docs.vectors[i], docs.vectors[j])
     rwmd = rwmd_from_cost(a, b, cost)
-    if not shared_mass:
-        return emd_from_cost(a, b, cost), rwmd
+    if shared_mass:
+        return _reduced_emd(a, docs.vector_ids[i], b, docs.vector_ids[j], cost), rwmd
+    return emd_from_cost(a, b, cost), rwmd
+
+
+# ------------------------------------------------------------------------------------ rows
+SHARED_MASS_MIN_WORDS = 16  # below this the reduction costs more Python time than it saves solver time
+ROW_BLOCK_WORDS = 200_000   # columns of one ground-cost block (bounds memory to u_i x 200k floats)
+
+
+class StackedDocs:
+    """All documents' vectors and weights stacked, for one BLAS call per block of a row."""
+
+    def __init__(self, docs: PreparedDocs):
+        self.docs = docs
+        self.offsets = np.concatenate([[0], np.cumsum([len(w) for w in docs.weights])])
+        self.vectors = np.concatenate(docs.vectors) if len(docs) else np.zeros((0, 0))
+        self.weights = np.concatenate(docs.weights) if len(docs) else np.zeros(0)
+
+
+def solve_row(stack: StackedDocs, i: int, shared_mass: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """WMD and RWMD of document ``i`` against every document j > i.
+
+    Ground costs for a block of documents come from one ``cdist`` call on the stacked vectors,
+    RWMD for the block from two vectorised reductions; per pair only the solver runs.
+    """
+    docs, off = stack.docs, stack.offsets
+    n = len(docs)
+    xa, a, ia = docs.vectors[i], docs.weights[i], docs.vector_ids[i]
+    emd = np.empty(n - i - 1)
+    rwmd = np.empty(n - i - 1)
+    j0 = i + 1
+    while j0 < n:
+        j1 = int(np.searchsorted(off, off[j0] + ROW_BLOCK_WORDS, side="right")) - 1
+        j1 = min(max(j1, j0 + 1), n)
+        lo, hi = off[j0], off[j1]
+        block = cdist(xa, stack.vectors[lo:hi])
+        starts = off[j0:j1] - lo
+        # RWMD: each side moves its mass to the other side's nearest word
+        a_side = a @ np.minimum.reduceat(block, starts, axis=1)
+        b_side = np.add.reduceat(stack.weights[lo:hi] * block.min(axis=0), starts)
+        rwmd[j0 - i - 1:j1 - i - 1] = np.maximum(a_side, b_side)
+        for j in range(j0, j1):
+            cost = block[:, off[j] - lo:off[j + 1] - lo]
+            b = docs.weights[j]
+            if shared_mass and min(len(a), len(b)) >= SHARED_MASS_MIN_WORDS:
+                emd[j - i - 1] = _reduced_emd(a, ia, b, docs.vector_ids[j], cost)
+            else:
+                emd[j - i - 1] = emd_from_cost(a, b, np.ascontiguousarray(cost))
+        j0 = j1
+    return emd, rwmd
+
+
+def _reduced_emd(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray, cost: np.ndarray) -> float:
+    """EMD after leaving the mass shared by both documents in place (exact for metric costs)."""
     _, pa, pb = np.intersect1d(ia, ib, assume_unique=True, return_indices=True)
     if len(pa) == 0:
-        return emd_from_cost(a, b, cost), rwmd
+        return emd_from_cost(a, b, np.ascontiguousarray(cost))
     a, b = a.copy(), b.copy()
     common = np.minimum(a[pa], b[pb])
     a[pa] -= common
@@ -80,29 +133,24 @@ def wmd_and_rwmd(docs: PreparedDocs, i: int, j: int, shared_mass: bool = True) -
     keep_a, keep_b = a > 1e-15, b > 1e-15
     moved = a[keep_a].sum()
     if moved <= 1e-15 or not keep_b.any():
-        return 0.0, rwmd
-    a_left, b_left = a[keep_a], b[keep_b]
-    value = emd_from_cost(a_left / moved, b_left / b_left.sum(), np.ascontiguousarray(cost[np.ix_(keep_a, keep_b)]))
-    return moved * value, rwmd
+        return 0.0
+    b_left = b[keep_b]
+    return moved * emd_from_cost(a[keep_a] / moved, b_left / b_left.sum(),
+                                 np.ascontiguousarray(cost[np.ix_(keep_a, keep_b)]))
 
 
 # ------------------------------------------------------------------------------------ processes
-_WORKER_DOCS: PreparedDocs | None = None
+_WORKER_STACK: StackedDocs | None = None
 
 
-def _init_worker(docs: PreparedDocs) -> None:
-    global _WORKER_DOCS
-    _WORKER_DOCS = docs
+def _init_worker(stack: StackedDocs) -> None:
+    global _WORKER_STACK
+    _WORKER_STACK = stack
 
 
-def _solve_rows(task: tuple[int, int, bool]) -> tuple[int, np.ndarray, np.ndarray]:
-    """Row i against all j > i, in a worker."""
-    i, n, shared_mass = task
-    docs = _WORKER_DOCS
-    emd = np.empty(n - i - 1)
-    rwmd = np.empty(n - i - 1)
-    for j in range(i + 1, n):
-        emd[j - i - 1], rwmd[j - i - 1] = wmd_and_rwmd(docs, i, j, shared_mass)
+def _solve_rows(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarray]:
+    i, shared_mass = task
+    emd, rwmd = solve_row(_WORKER_STACK, i, shared_mass)
     return i, emd, rwmd
 
 
@@ -114,18 +162,20 @@ def upper_rows(docs: PreparedDocs, rows: Iterable[int], processes: int = 1, shar
                on_row: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> None:
     """Solve every pair (i, j > i) for the given rows; report each finished row via ``on_row``.
 
-    Rows are handed out largest first (row i holds n-1-i pairs) so the processes finish together.
+    Rows are handed out in small chunks so that the processes finish together.
     """
-    n = len(docs)
     rows = sorted(rows)
-    tasks = [(i, n, shared_mass) for i in rows]
+    stack = StackedDocs(docs)
+    tasks = [(i, shared_mass) for i in rows]
     if processes <= 1 or len(rows) < 2:
-        _init_worker(docs)
+        _init_worker(stack)
         for task in tasks:
-            on_row(*_solve_rows(task)) if on_row else _solve_rows(task)
+            result = _solve_rows(task)
+            if on_row:
+                on_row(*result)
         return
-    ctx = mp.get_context("fork")  # workers inherit the prepared documents without copying them
-    with ctx.Pool(processes, initializer=_init_worker, initargs=(docs,)) as pool:
+    ctx = mp.get_context("fork")  # workers inherit the stacked documents without copying them
+    with ctx.Pool(processes, initializer=_init_worker, initargs=(stack,)) as pool:
         for result in pool.imap_unordered(_solve_rows, tasks, chunksize=max(1, len(tasks) // (processes * 16))):
             if on_row:
                 on_row(*result)
