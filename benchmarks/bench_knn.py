@@ -16,9 +16,7 @@ position); prints a Markdown table and appends it, with a machine line, to
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,28 +26,13 @@ import ot
 from scipy.spatial.distance import cdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_dataset, mirror  # noqa: E402
+from common import load_dataset, machine, mirror  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "knn.md"
 # sized so the POT loop takes about a minute on one core of a 2-core machine (~0.9 min)
 DEFAULTS = {"bbcsport": (30, 600), "twitter": (100, 3000), "amazon": (25, 3000)}
 TARGET = 30.0
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpu}, {cores} cores, {datetime.date.today().isoformat()}, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, POT {ot.__version__}")
 
 
 def sample(ps, n_queries: int, n_gallery: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -21,40 +21,24 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spin-waiting on shared cores
 
 import argparse
-import datetime
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import ot
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, load_dataset, sample  # noqa: E402
+from common import RESULTS, load_dataset, machine, sample  # noqa: E402
 
 DEFAULT_DOCS = {"bbcsport": 100, "twitter": 600, "amazon": 250}   # about a minute each on 2 shared cores
 DEFAULT_REGS = "0.05,0.02,0.01"
 
 
-def machine(device: torch.device) -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+def machine_line(device: torch.device) -> str:
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, {cores} cores{load}; device {device} ({dev}); torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
-            f"POT {ot.__version__}, numpy {np.__version__}, Python {platform.python_version()}; "
-            f"{datetime.datetime.now().isoformat(timespec='minutes')}")
+    return machine(f"device {device} ({dev}), {torch.get_num_threads()} torch threads, "
+                   f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
 
 
 def nearest(d: np.ndarray) -> np.ndarray:
@@ -137,7 +121,7 @@ def main() -> None:
         path = RESULTS / "sinkhorn.md"
         old = path.read_text() if path.exists() else ""
         title = f"Sinkhorn vs exact WMD ({', '.join(args.dataset)}, {device.type})"
-        write_text(path, old + f"\n## {title}\n\n{machine(device)}\n\n" + "\n".join(rows) + f"\n\n{notes}\n")
+        write_text(path, old + f"\n## {title}\n\n{machine_line(device)}\n\n" + "\n".join(rows) + f"\n\n{notes}\n")
         print(f"appended to {path}")
 
 

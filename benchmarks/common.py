@@ -33,20 +33,24 @@ def sample(ps, n: int, seed: int = 0):
     return ps.subset(np.sort(rng.choice(len(ps), min(n, len(ps)), replace=False)))
 
 
-def machine() -> str:
+def machine(device_note: str = "") -> str:
+    """CPU, cores, current load (timings on a shared machine vary with it), versions and date."""
     cpu = "unknown CPU"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     import ot
     import torch
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpu}, {cores} cores, Python {platform.python_version()}, numpy {np.__version__}, "
-            f"POT {ot.__version__}, torch {torch.__version__}, {datetime.date.today().isoformat()}")
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    device = f"; {device_note}" if device_note else ""
+    return (f"{cpu}, {cores} cores{load}{device}; Python {platform.python_version()}, numpy {np.__version__}, "
+            f"POT {ot.__version__}, torch {torch.__version__}; {datetime.datetime.now().isoformat(timespec='minutes')}")
 
 
 def append_markdown(path: Path, title: str, table: str) -> None:

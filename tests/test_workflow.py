@@ -1,7 +1,6 @@
 """The Snakemake workflow: config validation, the paper's full DAG, lint, and a tiny real run."""
 
 import json
-import os
 import re
 import subprocess
 import sys

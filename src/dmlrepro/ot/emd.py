@@ -71,10 +71,6 @@ def wcd_matrix(ps: Pointsets, rows: np.ndarray | None = None, cols: np.ndarray |
     return cdist(c if rows is None else c[rows], c if cols is None else c[cols])
 
 
-def pair_count(n: int) -> int:
-    return n * (n - 1) // 2
-
-
 def shard_row_bounds(n: int, n_shards: int) -> list[tuple[int, int]]:
     """Split rows 0..n into ``n_shards`` contiguous blocks holding about equal numbers of
     upper-triangle pairs (row i holds n-1-i pairs), so shards take about equal time."""

@@ -20,9 +20,8 @@ RWMD comes from the same (full) cost matrix at almost no extra cost.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -154,10 +153,6 @@ def _solve_rows(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarray]:
     return i, emd, rwmd
 
 
-def default_processes() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def upper_rows(docs: PreparedDocs, rows: Iterable[int], processes: int = 1, shared_mass: bool = True,
                on_row: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> None:
     """Solve every pair (i, j > i) for the given rows; report each finished row via ``on_row``.
@@ -192,8 +187,3 @@ def all_pairs_wmd(ps: Pointsets | PreparedDocs, processes: int = 1, shared_mass:
 
     upper_rows(docs, range(n), processes, shared_mass, store)
     return out + out.T
-
-
-def cross_wmd(docs: PreparedDocs, rows: Sequence[int], cols: Sequence[int]) -> np.ndarray:
-    """WMD between every document of ``rows`` and every one of ``cols`` (single process)."""
-    return np.array([[wmd_and_rwmd(docs, int(i), int(j))[0] for j in cols] for i in rows])
