@@ -46,3 +46,14 @@ def bbcsport_small_emd(bbcsport_small):
         for j in range(i + 1, n):
             emd[i, j] = emd[j, i] = wmd(*bbcsport_small.doc(i), *bbcsport_small.doc(j))
     return emd
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests run tiny models: threads gain nothing, and on shared cores OpenMP's spin-waiting can
+    make them many times slower. One thread keeps the suite fast and its timing stable."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -59,7 +59,7 @@ def test_catalog_urls_and_datasets():
             assert rel in RAW_FILES, rel
     assert get_dataset("twitter").default_stop_words is None
     assert get_dataset("recipe").text_files == () and get_dataset("r8").mat_file is None
-    with pytest.raises(DmlReproError, match="unknown dataset 'x'; known: amazon, bbcsport"):
+    with pytest.raises(DmlReproError, match="unknown dataset 'x'; known: amazon, amazon_consumer_reviews, bbcsport"):
         get_dataset("x")
     assert raw_files_for("twitter") == ["wmd-text/twitter/all_twitter_by_line.txt",
                                         "glove-6B-50d-subset/glove_6B_50d_wmdtext_subset.npz"]

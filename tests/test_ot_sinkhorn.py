@@ -29,16 +29,6 @@ from dmlrepro.ot.sinkhorn import (ground_cost_scale, sinkhorn_all_pairs, sinkhor
 REG = 0.02
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small batches gain nothing from threads, and on shared cores OpenMP's spin-waiting can make
-    them 10x slower; one thread keeps these tests fast and their timing stable."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def sinkhorn_small(bbcsport_small):
     return sinkhorn_all_pairs(bbcsport_small, REG, device="cpu")

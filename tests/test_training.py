@@ -78,5 +78,8 @@ def test_bad_settings_are_named(tmp_path, bbcsport_small, bbcsport_small_emd, sp
     with pytest.raises(DmlReproError, match="selection 'best'"):
         train_embedder(bbcsport_small, bbcsport_small_emd, fit, val, "wsset", {}, MODEL,
                        dict(TRAIN, selection="best"), tmp_path)
-    with pytest.raises(DmlReproError, match="'exemplar'"):
+    with pytest.raises(DmlReproError, match="'wset'"):
+        train_embedder(bbcsport_small, bbcsport_small_emd, fit, val, "wset", {}, MODEL, TRAIN, tmp_path)
+    # a self-attention config given to a DeepSets method names the settings it does not know
+    with pytest.raises(DmlReproError, match="'layers'.*deepsets"):
         train_embedder(bbcsport_small, bbcsport_small_emd, fit, val, "exemplar", {}, MODEL, TRAIN, tmp_path)

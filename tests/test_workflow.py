@@ -21,6 +21,31 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", output, re.M)}
 
 
+def expected_training_runs(cfg: dict) -> tuple[set[str], set[str]]:
+    """Run directories the config implies: Table I/II runs (with transfer stages), and study runs."""
+    from dmlrepro.training.methods import TRAINED_METHODS, transfer_chain
+    runs, studies = set(), set()
+    for method in cfg["methods"]:
+        if method not in TRAINED_METHODS:
+            continue
+        scope = cfg.get("method_scope", {}).get(method, {})
+        for ds in scope.get("datasets", list(cfg["datasets"])):
+            for split in range(scope.get("splits", cfg["datasets"][ds]["splits"]["n"])):
+                runs |= {f"results/{ds}/split{split}/{m}" for m in transfer_chain(method)}
+    small = cfg.get("studies", {}).get("small_data")
+    if small:
+        for ds in small["datasets"]:
+            for n in small["samples_per_class"]:
+                for split in range(small.get("splits", 1)):
+                    studies |= {f"results/{ds}/spc{n}/split{split}/{m}" for method in small["methods"]
+                                for m in transfer_chain(method)}
+    grid = cfg.get("studies", {}).get("c_grid")
+    if grid:
+        studies |= {f"results/{grid['dataset']}/c{c:g}/split{s}/wsset" for c in grid["c"]
+                    for s in range(grid.get("splits", 1))}
+    return runs, studies
+
+
 def test_paper_config_builds_the_full_dag(tmp_path):
     res = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "paper.yaml"))
     assert res.returncode == 0, res.stderr
@@ -28,23 +53,40 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     datasets = list(cfg["datasets"])
     assert set(datasets) == {"bbcsport", "twitter", "recipe", "amazon"}
     counts = job_counts(res.stdout)
-    learned = [m for m in cfg["methods"] if m != "wmd_knn"]
-    assert counts["train_embedder"] == len(datasets) * 5 * len(learned)
+    runs, studies = expected_training_runs(cfg)
+    assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
     assert counts["evaluate_wmd_knn"] == len(datasets) * 5
-    assert counts["emd_shard"] == sum(d["emd_shards"] for d in cfg["datasets"].values())
+    assert counts["emd_shard"] == sum(d["emd_shards"] for d in (cfg["datasets"] | cfg["corpora"]).values()
+                                      if "emd_shards" in d)
+    assert counts["bert_finetune"] == 3 * 5  # not on Recipe (no raw text)
+    for run in runs | studies:
+        assert f"{run}/model.pt" in res.stdout, run
+    trained = [m for m in cfg["methods"] if m not in ("wmd_knn", "bert_base")]
     for ds in datasets:  # every dataset x split x method appears
         for split in range(5):
-            for method in learned:
-                assert f"results/{ds}/split{split}/{method}/model.pt" in res.stdout
+            for method in trained:
+                assert f"results/{ds}/split{split}/{method}/metrics.json" in res.stdout
             assert f"results/{ds}/split{split}/wmd_knn/metrics.json" in res.stdout
+            if ds != "recipe":
+                assert f"results/{ds}/split{split}/bert_base/metrics.json" in res.stdout
         assert f"kusner-mat/{'recipe2' if ds == 'recipe' else ds}-emd_tr_te_split.mat" in res.stdout
+    assert "kaggle/consumer-reviews-of-amazon-products.zip" in res.stdout  # Ours+Ext.'s corpus
+    for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
+        assert f"results/figures/{fig}.png" in res.stdout
 
 
-def test_default_config_targets_table_rows(tmp_path):
+def test_default_config_targets_table_rows_and_figures(tmp_path):
     res = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "config.yaml"))
     assert res.returncode == 0, res.stderr
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     counts = job_counts(res.stdout)
-    assert counts["train_embedder"] == 2 * 5 * 3 and counts["evaluate_wmd_knn"] == 2 * 5
+    runs, studies = expected_training_runs(cfg)
+    assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
+    assert counts["evaluate_wmd_knn"] == 2 * 5 and "bert_finetune" not in counts
+    for run in runs | studies:
+        assert f"{run}/metrics.json" in res.stdout, run
+    for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
+        assert f"results/figures/{fig}.png" in res.stdout
 
 
 def test_workflow_lint_is_clean():
@@ -63,6 +105,12 @@ def write_config(path: Path, **override) -> Path:
 
 @pytest.mark.parametrize("override,named", [
     ({"train": {"epohcs": 3}}, "epohcs"),
+    ({"baseline_models": {"deepsets": {"phi_dim": [8]}}}, "phi_dim"),
+    ({"method_scope": {"wsset": {"datasets": ["twiter"]}}}, "twiter"),
+    ({"datasets": {"bbcsport": {"source": "text", "external": "nowhere"}}}, "nowhere"),
+    ({"studies": {"c_grid": {"dataset": "recipe", "c": [7]}}}, "recipe"),
+    ({"ot": {"engine": "sinkhorm"}}, "sinkhorm"),
+    ({"ot": {"engine": "sinkhorn", "sinkhorn": {"regularisation": 0.1}}}, "regularisation"),
     ({"datasets": {"bbcsprot": {}}}, "bbcsprot"),
     ({"methods": ["wsset", "magic"]}, "magic"),
     ({"datasets": {"bbcsport": {"source": "pdf"}}}, "pdf"),
@@ -76,14 +124,26 @@ def test_bad_config_is_an_error_naming_the_key_or_value(tmp_path, override, name
 TINY = {
     "data": {"mirror": None, "allow_download": False},
     "datasets": {
-        "bbcsport": {"source": "text", "max_documents": 40, "splits": {"n": 2, "seed": 0}, "emd_shards": 2},
+        "bbcsport": {"source": "text", "max_documents": 40, "splits": {"n": 2, "seed": 0}, "emd_shards": 2,
+                     "external": "reviews"},
         "twitter": {"source": "text", "stop_words": None, "empty_documents": "drop", "max_documents": 60,
                     "splits": {"n": 2, "seed": 0}, "emd_shards": 1},
     },
-    "methods": ["wmd_knn", "wsset", "sset", "approx_emd"],
+    "corpora": {
+        "reviews": {"corpus": "amazon", "max_documents": 30, "empty_documents": "drop", "emd_shards": 1},
+        "gallery": {"corpus": "amazon", "max_documents": 25, "empty_documents": "drop"},
+    },
+    "methods": ["wmd_knn", "wsset", "sset", "approx_emd", "deepsets_tl", "ours_int", "ours_ext"],
+    "method_scope": {m: {"datasets": ["bbcsport"], "splits": 1} for m in ("deepsets_tl", "ours_int", "ours_ext")},
+    "baseline_models": {"deepsets": {"phi_dims": [16], "head_dims": [16, 8]}},
     "model": {"layers": 1, "heads": 7, "ff_dim": 16, "dropout": 0.1, "head_dims": [16, 8], "d_model": 14},
     "train": {"epochs": 2, "batch_size": 16, "lr": 1.0e-3, "knn_k": 3, "device": "cpu", "threads": 1},
     "evaluation": {"knn_k": 3, "recall_ks": {"bbcsport": [5, 15], "twitter": [3, 6]}},
+    "studies": {
+        "small_data": {"datasets": ["twitter"], "samples_per_class": [6], "methods": ["selfattn_tl", "ours_int"]},
+        "c_grid": {"dataset": "twitter", "c": [7, 30]},
+        "query_time": {"dataset": "gallery", "model_from": "bbcsport", "n_queries": 2},
+    },
 }
 
 
@@ -98,12 +158,24 @@ def test_tiny_end_to_end_run_produces_tables_figures_and_report(tmp_path, shared
     for label in ("WMD", "Ours (WSSET)", "SSET", "Approx.EMD"):
         for dataset in ("BBCSport", "Twitter"):
             assert re.search(rf"\| {re.escape(label)}\s.*\| {dataset} ", table1), (label, dataset)
+    for label in ("DeepSets+TL", "Ours+Int.", "Ours+Ext."):
+        assert re.search(rf"\| {re.escape(label)}\s.*\| BBCSport ", table1), label
+    assert re.search(r"\| BERT_BASE .*\| needs download", table1)  # kept visible, not run
     assert "| 95.0 " in table1 and "| 96.36 " in table1  # the paper's column
+    assert "external corpus: amazon, 30 documents" in table1
     for m in ("wmd_knn", "wsset", "sset", "approx_emd"):
         rec = json.loads((tmp_path / f"results/bbcsport/split1/{m}/metrics.json").read_text())
         assert 0 <= rec["knn_accuracy"] <= 100 and set(rec["recall_at"]) == {"5", "15"}
-    assert (tmp_path / "results/figures/curves/twitter_wsset_split0.png").stat().st_size > 1000
+    assert (tmp_path / "results/figures/curves/twitter_split0_wsset.png").stat().st_size > 1000
+    for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
+        assert (tmp_path / f"results/figures/{fig}.png").stat().st_size > 1000
+    small = (tmp_path / "results/tables/fig4_small_data.csv").read_text()
+    assert "twitter,ours_int,6.0000,knn_accuracy" in small and "twitter,selfattn_tl,6.0000,knn_accuracy" in small
+    grid = (tmp_path / "results/tables/fig6_c_grid.csv").read_text()
+    assert "twitter,wsset,7.0000,R@3" in grid and "twitter,wsset,30.0000,R@6" in grid
+    timing = json.loads((tmp_path / "results/query_time/gallery.json").read_text())
+    assert timing["n_queries"] == 2 and timing["speedup_distance"]["classic_emd"] > 0
     html = (tmp_path / "results/report.html").read_text()
-    assert "Ours (WSSET)" in html and "data:image/png;base64" in html
+    assert "Ours (WSSET)" in html and "data:image/png;base64" in html and "905.9" in html
     # the raw files came from the mirror and were verified
     assert (tmp_path / "resources/raw/wmd-text/bbcsport/bbcsport-fulltext.zip").exists()

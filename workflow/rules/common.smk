@@ -8,19 +8,59 @@ if str(SRC) not in sys.path:  # the catalog below says which raw files each data
     sys.path.insert(0, str(SRC))
 
 from dmlrepro.data.catalog import raw_files_for  # noqa: E402
+from dmlrepro.training.methods import TRAINED_METHODS, method_spec, transfer_chain  # noqa: E402
 
 # Every job runs the package from this checkout: with --use-conda in the rule's env, otherwise
 # with the interpreter that runs Snakemake (the project's virtualenv), whatever PATH says.
 _USES_CONDA = "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
 _PYTHON = "python" if _USES_CONDA else sys.executable
 DMLREPRO = f'PYTHONPATH="{SRC}${{PYTHONPATH:+:$PYTHONPATH}}" {_PYTHON} -m dmlrepro'
-LEARNED_METHODS = ("wsset", "sset", "approx_emd")
 DATASETS = list(config["datasets"])
+# collections built (and EMD'd when needed) like datasets, never rows of the tables: Ours+Ext.'s
+# external corpus, Fig. 5's timing gallery
+CORPORA = list(config.get("corpora", {}))
+STUDIES = config.get("studies", {})
 
+
+def check_config():
+    """What the schema cannot say: names that must refer to configured datasets or corpora."""
+    for name, cfg in config["datasets"].items():
+        if cfg.get("external") and cfg["external"] not in CORPORA:
+            raise WorkflowError(f"datasets.{name}.external: '{cfg['external']}' is not a key of corpora")
+    if "ours_ext" in config["methods"]:
+        for d, _ in method_runs("ours_ext"):
+            external_corpus(d)
+    if "ours_ext" in STUDIES.get("small_data", {}).get("methods", []):
+        for d in STUDIES["small_data"]["datasets"]:
+            external_corpus(d)
+    for method, scope in config.get("method_scope", {}).items():
+        for d in scope.get("datasets", []):
+            if d not in DATASETS:
+                raise WorkflowError(f"method_scope.{method}.datasets: unknown dataset '{d}' (configured: {DATASETS})")
+    for study, cfg in STUDIES.items():
+        allowed = DATASETS + CORPORA if study == "query_time" else DATASETS
+        for d in cfg.get("datasets", []) + ([cfg["dataset"]] if "dataset" in cfg else []):
+            if d not in allowed:
+                raise WorkflowError(f"studies.{study}: unknown dataset '{d}' (configured: {allowed})")
+        if cfg.get("model_from", DATASETS[0]) not in DATASETS:
+            raise WorkflowError(f"studies.{study}.model_from: unknown dataset '{cfg['model_from']}' (configured: {DATASETS})")
+    for name in CORPORA:
+        if name in DATASETS:
+            raise WorkflowError(f"corpora.{name}: the name is also a dataset; give the corpus its own key")
 
 
 def dataset_cfg(dataset):
-    return config["datasets"][dataset]
+    return config["datasets"].get(dataset) or config["corpora"][dataset]
+
+
+def build_cfg(dataset):
+    """The keys that decide a dataset's pointsets and splits (others must not trigger a rebuild)."""
+    return json.dumps({k: v for k, v in dataset_cfg(dataset).items() if k not in ("external", "emd_shards")},
+                      sort_keys=True)
+
+
+def catalog_name(dataset):
+    return dataset_cfg(dataset).get("corpus", dataset)
 
 
 def n_splits(dataset):
@@ -33,9 +73,14 @@ def n_shards(dataset):
 
 def raw_inputs(wildcards):
     cfg = dataset_cfg(wildcards.dataset)
-    relpaths = raw_files_for(wildcards.dataset, cfg.get("source", "text"), cfg.get("vectors", "glove50_subset"),
-                             cfg.get("stop_words", "default"))
+    relpaths = raw_files_for(catalog_name(wildcards.dataset), cfg.get("source", "text"),
+                             cfg.get("vectors", "glove50_subset"), cfg.get("stop_words", "default"))
     return [f"resources/raw/{p}" for p in relpaths]
+
+
+def bert_raw_inputs(wildcards):
+    """BERT reads the dataset's raw text, whatever source the pointsets came from."""
+    return [f"resources/raw/{p}" for p in raw_files_for(catalog_name(wildcards.dataset), "text", None, None)]
 
 
 def emd_shards(wildcards):
@@ -43,23 +88,138 @@ def emd_shards(wildcards):
     return [f"results/{wildcards.dataset}/emd/shard_{s}_of_{n}.npz" for s in range(n)]
 
 
+# ------------------------------------------------------------------------ methods and runs
+def is_trained(method):
+    return method in TRAINED_METHODS
+
+
+def architecture_cfg(method):
+    arch = method_spec(method).architecture
+    if arch == "self_attention":
+        return config["model"]
+    cfg = dict(config.get("baseline_models", {}).get(arch, {}))
+    cfg.setdefault("weight_feature", config["model"].get("weight_feature", "count"))
+    return cfg
+
+
+def study_method_params(method, study):
+    params = dict(config.get("method_params", {}).get(method, {}))
+    if study.startswith("c"):  # Fig. 6: WSSET's c from the study's grid
+        params["c"] = float(study[1:])
+    return params
+
+
 def train_params(wildcards):
-    return json.dumps({"method_params": config.get("method_params", {}).get(wildcards.method, {}),
-                       "model": config["model"], "train": config["train"]}, sort_keys=True)
+    return json.dumps({"method_params": study_method_params(wildcards.method, wildcards.get("study", "")),
+                       "model": architecture_cfg(wildcards.method), "train": config["train"]}, sort_keys=True)
+
+
+def external_corpus(dataset):
+    corpus = dataset_cfg(dataset).get("external")
+    if corpus is None:
+        raise WorkflowError(f"dataset '{dataset}': Ours+Ext. needs 'external: <corpus>' (a key of corpora)")
+    return corpus
+
+
+def run_base(wildcards):
+    study = wildcards.get("study")
+    if study:
+        return f"results/{wildcards.dataset}/{study}/split{wildcards.split}"
+    return f"results/{wildcards.dataset}/split{wildcards.split}"
+
+
+def train_inputs(wildcards):
+    """Pointsets and splits; the EMD matrix for EMD-based methods; the model a transfer stage starts from."""
+    spec = method_spec(wildcards.method)
+    inputs = {"pointsets": f"results/{wildcards.dataset}/pointsets.npz",
+              "splits": f"results/{wildcards.dataset}/splits.npz"}
+    if spec.uses_emd:
+        inputs["emd"] = f"results/{wildcards.dataset}/emd.npy"
+    if spec.init_from:
+        inputs["init"] = f"{run_base(wildcards)}/{spec.init_from}/model.pt"
+    if spec.external_init:
+        inputs["init"] = f"results/{external_corpus(wildcards.dataset)}/external_base/model.pt"
+    return inputs
+
+
+def train_flags(wildcards, input):
+    flags = []
+    if "emd" in input.keys():
+        flags.append(f"--emd {input.emd}")
+    if "init" in input.keys():
+        flags.append(f"--init-model {input.init}")
+    study = wildcards.get("study", "")
+    if study.startswith("spc"):
+        flags.append(f"--samples-per-class {study[3:]}")
+    return " ".join(flags)
+
+
+def data_note(wildcards):
+    """What a row used beyond its dataset: the external corpus of Ours+Ext., the study setting."""
+    notes = []
+    if any(method_spec(m).external_init for m in transfer_chain(wildcards.method)):
+        corpus = external_corpus(wildcards.dataset)
+        cfg = dataset_cfg(corpus)
+        size = f", {cfg['max_documents']} documents" if cfg.get("max_documents") else ""
+        notes.append(f"external corpus: {catalog_name(corpus)}{size}")
+    study = wildcards.get("study", "")
+    if study.startswith("spc"):
+        notes.append(f"{study[3:]} train documents per class on average")
+    elif study.startswith("c"):
+        notes.append(f"c = {study[1:]}")
+    return "; ".join(notes)
 
 
 def recall_ks(wildcards):
     return config["evaluation"].get("recall_ks", {}).get(wildcards.dataset, [1, 5, 10])
 
 
+def method_runs(method):
+    """(dataset, split) pairs of a Table I/II method; ``method_scope`` may restrict them."""
+    scope = config.get("method_scope", {}).get(method, {})
+    for d in scope.get("datasets", DATASETS):
+        for s in range(min(int(scope.get("splits", n_splits(d))), n_splits(d))):
+            yield d, s
+
+
 def run_dirs():
-    return [f"results/{d}/split{s}/{m}" for d in DATASETS for s in range(n_splits(d)) for m in config["methods"]]
+    return [f"results/{d}/split{s}/{m}" for m in config["methods"] for d, s in method_runs(m)]
+
+
+def study_run_dirs(study):
+    """Run directories of a figure study (Fig. 4: small data; Fig. 6: c grid)."""
+    cfg = STUDIES.get(study)
+    if not cfg:
+        return []
+    if study == "small_data":
+        return [f"results/{d}/spc{n}/split{s}/{m}" for d in cfg["datasets"] for n in cfg["samples_per_class"]
+                for s in range(cfg.get("splits", 1)) for m in cfg["methods"]]
+    if study == "c_grid":
+        return [f"results/{cfg['dataset']}/c{c:g}/split{s}/wsset" for c in cfg["c"] for s in range(cfg.get("splits", 1))]
+    return []
 
 
 def all_metrics(wildcards=None):
     return [f"{r}/metrics.json" for r in run_dirs()]
 
 
+def study_metrics(study):
+    return [f"{r}/metrics.json" for r in study_run_dirs(study)]
+
+
+def study_figures():
+    """The figures of the studies the config asks for (Figs. 4, 5, 6)."""
+    figures = {"small_data": "results/figures/fig4_small_data.png", "c_grid": "results/figures/fig6_c_grid.png",
+               "query_time": "results/figures/fig5_query_time.png"}
+    return [figures[s] for s in STUDIES if s in figures]
+
+
+def learned_run_dirs():
+    return [r for r in run_dirs() if is_trained(r.rsplit("/", 1)[1])]
+
+
 def all_curves(wildcards=None):
-    return [f"results/figures/curves/{d}_{m}_split{s}.png" for d in DATASETS for s in range(n_splits(d))
-            for m in config["methods"] if m in LEARNED_METHODS]
+    return [f"results/figures/curves/{'_'.join(run.split('/')[1:])}.png" for run in learned_run_dirs()]
+
+
+check_config()

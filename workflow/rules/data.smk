@@ -25,7 +25,7 @@ rule build_pointsets:
         splits="results/{dataset}/splits.npz",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: json.dumps(dataset_cfg(w.dataset), sort_keys=True),
+        cfg=lambda w: build_cfg(w.dataset),
     log:
         "logs/{dataset}/pointsets.log",
     benchmark:

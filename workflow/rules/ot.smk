@@ -9,6 +9,9 @@ rule emd_shard:
     params:
         cli=DMLREPRO,
         checkpoint_seconds=config.get("ot", {}).get("checkpoint_seconds", 60),
+        engine=config.get("ot", {}).get("engine", "exact"),
+        sinkhorn=json.dumps(config.get("ot", {}).get("sinkhorn", {}), sort_keys=True),
+        device=config.get("ot", {}).get("device", "cpu"),
     log:
         "logs/{dataset}/emd/shard_{shard}_of_{n}.log",
     benchmark:
@@ -16,11 +19,15 @@ rule emd_shard:
     threads: config.get("ot", {}).get("threads", 1)
     resources:
         runtime=240,
+        gpu=lambda w: 1 if config.get("ot", {}).get("device", "cpu") not in ("cpu", "auto") else 0,
     conda:
         "../envs/ot.yaml"
     shell:
-        "{params.cli} emd-shard --pointsets {input} --shard {wildcards.shard} --n-shards {wildcards.n}"
-        " --out {output} --checkpoint-seconds {params.checkpoint_seconds} --processes {threads} > {log} 2>&1"
+        # torch reads OMP_WAIT_POLICY at start: spinning OpenMP threads made CPU Sinkhorn crawl
+        "OMP_WAIT_POLICY=PASSIVE {params.cli} emd-shard --pointsets {input} --shard {wildcards.shard}"
+        " --n-shards {wildcards.n} --out {output} --checkpoint-seconds {params.checkpoint_seconds}"
+        " --processes {threads} --engine {params.engine} --sinkhorn-options {params.sinkhorn:q}"
+        " --device {params.device} > {log} 2>&1"
 
 
 rule merge_emd:

@@ -23,21 +23,20 @@ rule tables:
         "{params.cli} tables --metrics {input} --out-dir {params.out_dir} --config {params.cfg:q} > {log} 2>&1"
 
 
-rule training_curve:
+rule training_curves:
+    # one job for all runs: each curve is a second of plotting, but a job costs an interpreter start
     input:
-        "results/{dataset}/split{split}/{method}/history.csv",
+        [f"{run}/history.csv" for run in learned_run_dirs()],
     output:
-        report("results/figures/curves/{dataset}_{method}_split{split}.png", category="Training curves",
-               subcategory="{dataset}", caption="../report/curve.rst"),
+        [report(path, category="Training curves", caption="../report/curve.rst") for path in all_curves()],
     params:
         cli=DMLREPRO,
     log:
-        "logs/report/curve_{dataset}_{method}_split{split}.log",
+        "logs/report/training_curves.log",
     conda:
         "../envs/report.yaml"
     shell:
-        "{params.cli} figures --history {input} --out {output} --title '{wildcards.dataset} {wildcards.method} split {wildcards.split}'"
-        " > {log} 2>&1"
+        "{params.cli} figures --history {input} --out {output} > {log} 2>&1"
 
 
 rule comparison_figures:
@@ -58,10 +57,58 @@ rule comparison_figures:
         " --comparison-out {output.comparison} --recall-out {output.recall} > {log} 2>&1"
 
 
+rule small_data_figure:
+    input:
+        study_metrics("small_data"),
+    output:
+        summary="results/tables/fig4_small_data.csv",
+        figure=report("results/figures/fig4_small_data.png", category="Figures", caption="../report/small_data.rst"),
+    params:
+        cli=DMLREPRO,
+        kind="small_data",
+    log:
+        "logs/report/small_data.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "{params.cli} study --kind {params.kind} --metrics {input} --summary-out {output.summary}"
+        " --figure-out {output.figure} > {log} 2>&1"
+
+
+use rule small_data_figure as c_grid_figure with:
+    input:
+        study_metrics("c_grid"),
+    output:
+        summary="results/tables/fig6_c_grid.csv",
+        figure=report("results/figures/fig6_c_grid.png", category="Figures", caption="../report/c_grid.rst"),
+    params:
+        cli=DMLREPRO,
+        kind="c_grid",
+    log:
+        "logs/report/c_grid.log",
+
+
+rule query_time_figure:
+    input:
+        table=lambda w: f"results/query_time/{STUDIES['query_time']['dataset']}.csv",
+        summary=lambda w: f"results/query_time/{STUDIES['query_time']['dataset']}.json",
+    output:
+        report("results/figures/fig5_query_time.png", category="Figures", caption="../report/query_time.rst"),
+    params:
+        cli=DMLREPRO,
+    log:
+        "logs/report/query_time.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "{params.cli} figures --query-time {input.table} --query-time-summary {input.summary}"
+        " --query-time-out {output} > {log} 2>&1"
+
+
 rule html_report:
     input:
         tables=["results/tables/table1.md", "results/tables/table2.md", "results/tables/dml_metrics.md"],
-        figures=["results/figures/table1_vs_paper.png", "results/figures/recall_at_k.png"],
+        figures=["results/figures/table1_vs_paper.png", "results/figures/recall_at_k.png"] + study_figures(),
         curves=all_curves,
     output:
         report("results/report.html", category="Report", caption="../report/html.rst"),

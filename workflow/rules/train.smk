@@ -1,21 +1,26 @@
-# Stage 3: train one self-supervised embedder per dataset x split x method (checkpointed, resumable).
+# Stage 3: train one embedder per dataset x split x method (checkpointed, resumable), and score it
+# on its test split in the same job (metrics.json, as the evaluate command; one interpreter start
+# per run instead of two). Transfer stages (Ours+Int., Ours+Ext.) take their starting model as input.
 
 
 rule train_embedder:
     input:
-        pointsets="results/{dataset}/pointsets.npz",
-        splits="results/{dataset}/splits.npz",
-        emd="results/{dataset}/emd.npy",
+        unpack(train_inputs),
     output:
         model="results/{dataset}/split{split}/{method}/model.pt",
         history="results/{dataset}/split{split}/{method}/history.csv",
         embeddings="results/{dataset}/split{split}/{method}/embeddings.npy",
+        metrics="results/{dataset}/split{split}/{method}/metrics.json",
     wildcard_constraints:
-        method="|".join(LEARNED_METHODS),
+        method="|".join(TRAINED_METHODS),
     params:
         cli=DMLREPRO,
         cfg=train_params,
+        flags=train_flags,
         out_dir=subpath(output.model, parent=True),
+        ks=recall_ks,
+        knn_k=config["evaluation"].get("knn_k", 10),
+        data_note=data_note,
     threads: config["train"].get("threads", 1)
     resources:
         gpu=lambda w: 1 if config["train"].get("device", "cpu") != "cpu" else 0,
@@ -28,5 +33,90 @@ rule train_embedder:
         "../envs/train.yaml"
     shell:
         "{params.cli} train --dataset {wildcards.dataset} --method {wildcards.method} --split {wildcards.split}"
-        " --pointsets {input.pointsets} --splits {input.splits} --emd {input.emd} --params {params.cfg:q}"
+        " --pointsets {input.pointsets} --splits {input.splits} {params.flags} --params {params.cfg:q}"
+        " --out-dir {params.out_dir} --threads {threads} --metrics-out {output.metrics} --recall-ks {params.ks}"
+        " --knn-k {params.knn_k} --data-note={params.data_note:q} > {log} 2>&1"
+
+
+# Figure studies: the same training on a smaller train set (spc<N>, Fig. 4) or with another c (c<X>, Fig. 6)
+use rule train_embedder as train_study_embedder with:
+    output:
+        model="results/{dataset}/{study}/split{split}/{method}/model.pt",
+        history="results/{dataset}/{study}/split{split}/{method}/history.csv",
+        embeddings="results/{dataset}/{study}/split{split}/{method}/embeddings.npy",
+        metrics="results/{dataset}/{study}/split{split}/{method}/metrics.json",
+    wildcard_constraints:
+        method="|".join(TRAINED_METHODS),
+        study=r"spc\d+|c[0-9.]+",
+    log:
+        "logs/{dataset}/{study}/split{split}/{method}/train.log",
+    benchmark:
+        "benchmarks/logs/{dataset}/{study}/split{split}/{method}/train.tsv"
+
+
+# Ours+Ext. step 1: WSSET on every document of an unlabelled external corpus (no selection)
+rule train_external_base:
+    input:
+        pointsets="results/{corpus}/pointsets.npz",
+        emd="results/{corpus}/emd.npy",
+    output:
+        model="results/{corpus}/external_base/model.pt",
+        history="results/{corpus}/external_base/history.csv",
+        embeddings="results/{corpus}/external_base/embeddings.npy",
+    wildcard_constraints:
+        corpus="|".join(CORPORA) or "no-external-corpus",
+    params:
+        cli=DMLREPRO,
+        cfg=lambda w: json.dumps({"method_params": config.get("method_params", {}).get("wsset", {}),
+                                  "model": config["model"], "train": config["train"]}, sort_keys=True),
+        out_dir=subpath(output.model, parent=True),
+    threads: config["train"].get("threads", 1)
+    resources:
+        gpu=lambda w: 1 if config["train"].get("device", "cpu") != "cpu" else 0,
+        runtime=1440,
+    log:
+        "logs/{corpus}/external_base/train.log",
+    benchmark:
+        "benchmarks/logs/{corpus}/external_base/train.tsv"
+    conda:
+        "../envs/train.yaml"
+    shell:
+        "{params.cli} train --dataset {wildcards.corpus} --method wsset --all-documents"
+        " --pointsets {input.pointsets} --emd {input.emd} --params {params.cfg:q}"
         " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+
+
+# BERT_BASE (Tables I/II): fine-tune a pretrained language model on the raw text. Needs a GPU and
+# internet (weights downloaded at run time); config/paper.yaml lists it, the embedded default not.
+rule bert_finetune:
+    input:
+        raw=bert_raw_inputs,
+        pointsets="results/{dataset}/pointsets.npz",
+        splits="results/{dataset}/splits.npz",
+    output:
+        embeddings="results/{dataset}/split{split}/bert_base/embeddings.npy",
+        history="results/{dataset}/split{split}/bert_base/history.csv",
+        metrics="results/{dataset}/split{split}/bert_base/metrics.json",
+    params:
+        cli=DMLREPRO,
+        cfg=lambda w: json.dumps(config.get("bert", {}), sort_keys=True),
+        split_cfg=lambda w: json.dumps(dataset_cfg(w.dataset).get("splits", {}), sort_keys=True),
+        corpus=lambda w: catalog_name(w.dataset),
+        out_dir=subpath(output.embeddings, parent=True),
+        ks=recall_ks,
+        knn_k=config["evaluation"].get("knn_k", 10),
+    threads: config["train"].get("threads", 1)
+    resources:
+        gpu=1,
+        runtime=720,
+    log:
+        "logs/{dataset}/split{split}/bert_base/train.log",
+    benchmark:
+        "benchmarks/logs/{dataset}/split{split}/bert_base/train.tsv"
+    conda:
+        "../envs/bert.yaml"
+    shell:
+        "{params.cli} bert --dataset {wildcards.dataset} --corpus {params.corpus} --split {wildcards.split}"
+        " --raw-root resources/raw --pointsets {input.pointsets} --splits {input.splits}"
+        " --split-params {params.split_cfg:q} --params {params.cfg:q} --out-dir {params.out_dir}"
+        " --metrics-out {output.metrics} --recall-ks {params.ks} --knn-k {params.knn_k} > {log} 2>&1"

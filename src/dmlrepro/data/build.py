@@ -166,19 +166,7 @@ def build_pointsets(dataset: str, cfg: dict[str, Any], raw_root: str | os.PathLi
         raise DmlReproError(f"dataset '{dataset}' has no raw text (only Kusner's .mat); set source: kusner_mat")
 
     files = [raw_root / rel for rel in spec.text_files]
-    for f in files:
-        if not f.is_file():
-            raise DmlReproError(f"raw file not found: {f} (fetch it with dmlrepro.data.fetch.fetch_raw_file)")
-    if spec.reader == "bbcsport":
-        docs = read_bbcsport(files[0])
-    elif spec.reader == "twitter":
-        docs = read_twitter(files[0])
-    elif spec.reader == "amazon":
-        docs = read_amazon(files, label=cfg["label"] or "category")
-    elif spec.reader == "r8":
-        docs = read_r8(files[0], files[1])
-    else:  # a catalog entry without a reader is a programming error, but say so clearly
-        raise DmlReproError(f"dataset '{dataset}': no text reader '{spec.reader}'")
+    docs = read_raw_documents(dataset, raw_root, cfg["label"])
 
     stop_words, stop_name = _resolve_stop_words(cfg["stop_words"], spec.default_stop_words, raw_root)
     vectors = word_vectors if word_vectors is not None else load_word_vectors(cfg["vectors"], raw_root)
@@ -195,6 +183,30 @@ def build_pointsets(dataset: str, cfg: dict[str, Any], raw_root: str | os.PathLi
         train, test = official_split_of(ps.doc_ids.tolist())
         return ps, {"train": [np.asarray(train, np.int64)], "test": [np.asarray(test, np.int64)]}
     return ps, None
+
+
+def read_raw_documents(dataset: str, raw_root: str | os.PathLike, label: str | None = None) -> list[RawDocument]:
+    """Every raw-text document of catalog dataset ``dataset`` under ``raw_root``, in file order."""
+    spec = get_dataset(dataset)
+    if not spec.text_files:
+        raise DmlReproError(f"dataset '{dataset}' has no raw text (only Kusner's .mat)")
+    files = [Path(raw_root) / rel for rel in spec.text_files]
+    for f in files:
+        if not f.is_file():
+            raise DmlReproError(f"raw file not found: {f} (fetch it with dmlrepro.data.fetch.fetch_raw_file)")
+    if spec.reader == "bbcsport":
+        return read_bbcsport(files[0])
+    if spec.reader == "twitter":
+        return read_twitter(files[0])
+    if spec.reader == "amazon":
+        return read_amazon(files, label=label or "category")
+    if spec.reader == "r8":
+        return read_r8(files[0], files[1])
+    if spec.reader == "consumer_reviews":  # the external corpus of "Ours+Ext." (Kaggle zip)
+        from dmlrepro.data.text_corpora import read_consumer_reviews
+        return read_consumer_reviews(files[0])
+    # a catalog entry without a reader is a programming error, but say so clearly
+    raise DmlReproError(f"dataset '{dataset}': no text reader '{spec.reader}'")
 
 
 def _resolve_stop_words(value: Any, default: str | None, raw_root: Path) -> tuple[set[str] | None, str | None]:

@@ -10,8 +10,9 @@ mirror's README names and ``sha256`` is the README's value, so a download and a 
 match by construction. Where the upstream bytes cannot match the mirror's (MNIST and
 Fashion-MNIST were re-gzipped by the mirror's sources), ``sha256`` is the mirror's and
 ``download_md5`` is the checksum upstream publishes for the bytes at ``url``. Where no checksum
-can be known offline (Kusner's Dropbox ``.mat`` files, GoogleNews word2vec), ``sha256`` is None
-and the fetch code records the checksum of the first download (trust on first use).
+can be known offline (Kusner's Dropbox ``.mat`` files, GoogleNews word2vec, the Kaggle archive of
+"Ours+Ext."), ``sha256`` is None and the fetch code records the checksum of the first download
+(trust on first use).
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ _KUSNER_DROPBOX = {
     "recipe2-emd_tr_te_split.mat": "AAAbRqPilTT2Yn9EO-eqsPdOa",
     "amazon-emd_tr_te_split.mat": "AABNO4w-1T6ozVLCxrRNjCgGa",
 }
+
+# Kaggle's dataset-download API endpoint (the one the kaggle CLI calls; redirects to the zip).
+_KAGGLE_CONSUMER_REVIEWS = ("https://www.kaggle.com/api/v1/datasets/download/"
+                            "datafiniti/consumer-reviews-of-amazon-products")
+CONSUMER_REVIEWS_ZIP = "kaggle/consumer-reviews-of-amazon-products.zip"
 
 _MIRROR_REGZIP_NOTE = ("the mirror's .gz was re-gzipped ({how}); its decompressed content equals "
                        "upstream's, but its bytes differ. sha256 is the mirror file's; a download "
@@ -159,6 +165,19 @@ def _raw_files() -> dict[str, RawFile]:
                 "901735f24091f99b185fcd34690280bcbe42b149835009a854ccaa3428cb5eff", 4158,
                 "longer SMART-like stop list from mkusner/wmd"))
 
+    # --- external corpus of "Ours+Ext." --------------------------------------------------------
+    add(RawFile(CONSUMER_REVIEWS_ZIP, _KAGGLE_CONSUMER_REVIEWS, None, None,
+                "Datafiniti's 'Consumer Reviews of Amazon Products' (Kaggle, "
+                "https://www.kaggle.com/datasets/datafiniti/consumer-reviews-of-amazon-products; CSV files "
+                "1429_1.csv, Datafiniti_Amazon_Consumer_Reviews_of_Amazon_Products.csv and "
+                "..._May19.csv), the unlabelled pretraining corpus of 'Ours+Ext.'. Kaggle may refuse the "
+                "anonymous download (or send a login page) and ask for an API token (~/.kaggle/kaggle.json): "
+                "then run 'kaggle datasets download datafiniti/consumer-reviews-of-amazon-products -p "
+                "<data root>/kaggle' (it writes consumer-reviews-of-amazon-products.zip there), or download "
+                "the zip from the page above and save it as <data root>/" + CONSUMER_REVIEWS_ZIP + ". "
+                "No checksum known offline (Kaggle versions change): recorded on first download or "
+                "first use of a file placed by hand"))
+
     # --- word vectors ------------------------------------------------------------------------
     add(RawFile("glove-6B-50d-subset/glove_6B_50d_wmdtext_subset.npz", None,
                 "1bf96b7155fae07498dcc0ede4c15088d5e5abeae19297d0ab5f6c2ed2959376", 9620065,
@@ -203,6 +222,10 @@ DATASETS: dict[str, DatasetSpec] = {
     # No raw text exists for Recipe (mkusner/wmd README): only the .mat route serves it.
     "recipe": DatasetSpec("recipe", (), None, STOP_WORDS_115, "kusner-mat/recipe2-emd_tr_te_split.mat",
                           "Recipe"),
+    # External, unlabelled corpus of "Ours+Ext." (not in the shared mirror; no .mat file). Its
+    # labels (primaryCategories, else "unlabelled") are never used for training.
+    "amazon_consumer_reviews": DatasetSpec("amazon_consumer_reviews", (CONSUMER_REVIEWS_ZIP,), "consumer_reviews",
+                                           STOP_WORDS_115, None, "Consumer Reviews of Amazon Products (Kaggle)"),
 }
 
 WORD_VECTORS: dict[str, WordVectorSpec] = {

@@ -177,3 +177,34 @@ def make_splits(labels: Sequence[int], n_splits: int = 5, test_size: float = 0.3
     meta = {"kind": "stratified_shuffle", "seed": seed, "n_splits": n_splits, "test_size": test_size,
             "val_size": val_size, "n_documents": int(len(labels))}
     return Splits(train, val, [np.sort(te) for _, te in pairs], meta)
+
+
+def subsample_train(labels: Sequence[int], train: Sequence[int], samples_per_class: float, val_size: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A smaller training set for WSSET's small-data study (Fig. 4): ``fit`` and ``val`` parts.
+
+    ``samples_per_class`` is the *average* over classes, as in the paper ("average number of
+    samples per class"): ``round(samples_per_class * n_classes)`` train documents are drawn,
+    stratified, so the original class distribution is kept; every class keeps at least 2 so a
+    val document can be carved. ``val_size`` of them (stratified) is held out for model
+    selection, exactly as for full splits. The test part is unchanged (not an argument).
+    """
+    labels, train = np.asarray(labels), np.asarray(train, dtype=np.int64)
+    classes, counts = np.unique(labels[train], return_counts=True)
+    total = int(round(samples_per_class * len(classes)))
+    if samples_per_class <= 0 or total > len(train):
+        raise DmlReproError(f"samples_per_class={samples_per_class}: needs {total} train documents, "
+                            f"the split has {len(train)}")
+    # largest-remainder allocation of `total` in proportion to the class counts, at least 2 each
+    share = counts / counts.sum() * total
+    quota = np.maximum(np.floor(share).astype(int), 2)
+    for c in np.argsort(-(share - np.floor(share))):
+        if quota.sum() >= total:
+            break
+        quota[c] += 1
+    quota = np.minimum(quota, counts)
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(np.concatenate([rng.choice(train[labels[train] == c], q, replace=False)
+                                     for c, q in zip(classes, quota)]))
+    val = _carve_val(labels, chosen, val_size, seed, 0) if val_size else np.empty(0, np.int64)
+    return np.setdiff1d(chosen, val, assume_unique=True), val

@@ -1,23 +1,29 @@
-"""Readers for the raw text of the document datasets (BBCSport, Twitter, Amazon, R8).
+"""Readers for the raw text of the document datasets (BBCSport, Twitter, Amazon, R8) and of the
+external corpus of "Ours+Ext." (Datafiniti's Consumer Reviews of Amazon Products, from Kaggle).
 
 Each reader returns a list of :class:`RawDocument` in a deterministic order, with a ``doc_id``
 that says where the document came from (archive member, line number, file and position), so a
 document in a pointset file can always be traced back to its text. Encodings follow the
 reference snippet of ``shared/data/README.md``: Twitter is UTF-8, the others are read as
 Latin-1 (every byte decodes, and the files are plain ASCII with a few Latin-1 characters).
+The Kaggle CSVs are read as UTF-8 (see :func:`read_consumer_reviews`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import logging
 import os
 import re
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Literal
 
 from dmlrepro import DmlReproError
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RawDocument:
@@ -181,4 +187,125 @@ def official_split_of(doc_ids: Iterable[str]) -> tuple[list[int], list[int]]:
     return train, test
 
 
-READERS = {"bbcsport": read_bbcsport, "twitter": read_twitter, "amazon": read_amazon, "r8": read_r8}
+# ---------------------------------------------------------------- Consumer Reviews (Kaggle)
+# The CSV files of Kaggle's datafiniti/consumer-reviews-of-amazon-products archive, in the order
+# they are read: the two files that carry ``primaryCategories`` first, so that a review listed in
+# several files keeps its category label; then 1429_1.csv (older crawl, no category column).
+CONSUMER_REVIEWS_CSVS = (
+    "Datafiniti_Amazon_Consumer_Reviews_of_Amazon_Products.csv",
+    "Datafiniti_Amazon_Consumer_Reviews_of_Amazon_Products_May19.csv",
+    "1429_1.csv",
+)
+CONSUMER_REVIEWS_TEXT_COLUMN = "reviews.text"
+CONSUMER_REVIEWS_LABEL_COLUMN = "primaryCategories"
+UNLABELLED = "unlabelled"
+_WS = re.compile(r"\s+")
+
+
+def read_consumer_reviews(zip_path: str | os.PathLike, dedupe: bool = True) -> list[RawDocument]:
+    """Datafiniti's "Consumer Reviews of Amazon Products" (Kaggle) from the downloaded zip.
+
+    The archive holds up to three CSV files (:data:`CONSUMER_REVIEWS_CSVS`, matched by base name,
+    so a folder prefix inside the archive is fine); those present are read in that order, others
+    are ignored. Every file read must have a ``reviews.text`` column. Per row:
+
+    * ``text`` is ``reviews.text``; rows whose text is empty or blank are skipped;
+    * ``doc_id`` is ``<csv file name>#<k>``, k the row's position among the file's data rows
+      (from 1, header not counted; a quoted multi-line field is one row), so it is stable for a
+      given archive and traces back to the row;
+    * ``label`` is the product's ``primaryCategories`` when the file has that column and the cell
+      is not blank, else ``"unlabelled"``. The corpus serves as unlabelled pretraining data
+      ("Ours+Ext."): the labels are recorded for inspection only, never used for training.
+
+    ``dedupe`` (default) keeps only the first occurrence of each review text (compared after
+    collapsing whitespace), across and within the files: the Datafiniti files overlap, and one
+    review is often listed once per product variant. Distinct reviews with the same wording
+    ("Great product") are thus kept once, which is harmless for unlabelled pretraining.
+
+    Files are decoded as UTF-8 (a leading BOM is ignored); a file that is not valid UTF-8 is
+    decoded with U+FFFD replacements and a warning (the tokenizer drops non-ASCII anyway).
+    """
+    zip_path = _require_file(Path(zip_path), "Consumer Reviews of Amazon Products zip")
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DmlReproError(f"{zip_path}: not a readable zip archive ({exc}); if it was downloaded, Kaggle "
+                            "may have sent a login page instead: delete it (and its .sha256) and place the "
+                            "archive there by hand (see the catalog note)") from exc
+    docs: list[RawDocument] = []
+    seen: set[str] = set()
+    n_blank = n_duplicate = 0
+    with archive:
+        members = {PurePosixPath(n).name: n for n in archive.namelist() if not n.endswith("/")}
+        present = [name for name in CONSUMER_REVIEWS_CSVS if name in members]
+        if not present:
+            raise DmlReproError(f"{zip_path}: none of the expected CSV files ({', '.join(CONSUMER_REVIEWS_CSVS)}) "
+                                f"in the archive (it holds: {', '.join(sorted(members)) or 'nothing'})")
+        missing = [name for name in CONSUMER_REVIEWS_CSVS if name not in members]
+        if missing:
+            log.warning("%s: archive lacks %s; reading %s", zip_path, ", ".join(missing), ", ".join(present))
+        for name in present:
+            for k, label, text in _read_consumer_reviews_csv(archive, members[name], zip_path):
+                if not text.strip():
+                    n_blank += 1
+                    continue
+                if dedupe:
+                    key = _WS.sub(" ", text).strip()
+                    if key in seen:
+                        n_duplicate += 1
+                        continue
+                    seen.add(key)
+                docs.append(RawDocument(doc_id=f"{name}#{k}", label=label, text=text))
+    if not docs:
+        raise DmlReproError(f"{zip_path}: no review with a non-empty '{CONSUMER_REVIEWS_TEXT_COLUMN}'")
+    log.info("%s: %d reviews (%d blank rows and %d duplicate texts skipped)", zip_path, len(docs), n_blank,
+             n_duplicate)
+    return docs
+
+
+def _read_consumer_reviews_csv(archive: zipfile.ZipFile, member: str, zip_path: Path) -> list[tuple[int, str, str]]:
+    """``(row number, label, text)`` for each data row of CSV ``member`` of ``archive``."""
+    where = f"{zip_path}: member '{member}'"
+    try:
+        return _parse_consumer_reviews_csv(archive, member, where, errors="strict")
+    except UnicodeDecodeError as exc:
+        log.warning("%s: not valid UTF-8 (%s); decoding it with replacement characters", where, exc.reason)
+        return _parse_consumer_reviews_csv(archive, member, where, errors="replace")
+
+
+def _parse_consumer_reviews_csv(archive: zipfile.ZipFile, member: str, where: str,
+                                errors: str) -> list[tuple[int, str, str]]:
+    rows: list[tuple[int, str, str]] = []
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(max(old_limit, 2**31 - 1))  # a few URL-list cells are long
+    try:
+        with archive.open(member) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", errors=errors,
+                                                          newline="") as stream:
+            reader = csv.reader(stream)
+            header = next(reader, None)
+            if header is None:
+                raise DmlReproError(f"{where}: empty file, expected a CSV header with "
+                                    f"'{CONSUMER_REVIEWS_TEXT_COLUMN}'")
+            header = [h.strip() for h in header]
+            if CONSUMER_REVIEWS_TEXT_COLUMN not in header:
+                raise DmlReproError(f"{where}: no '{CONSUMER_REVIEWS_TEXT_COLUMN}' column "
+                                    f"(columns: {', '.join(header)})")
+            text_at = header.index(CONSUMER_REVIEWS_TEXT_COLUMN)
+            label_at = header.index(CONSUMER_REVIEWS_LABEL_COLUMN) if CONSUMER_REVIEWS_LABEL_COLUMN in header else None
+            for k, row in enumerate(reader, start=1):
+                if not row:
+                    continue  # a blank line: no row at all
+                text = row[text_at] if text_at < len(row) else ""
+                label = row[label_at].strip() if label_at is not None and label_at < len(row) else ""
+                rows.append((k, label or UNLABELLED, text))
+    except csv.Error as exc:
+        raise DmlReproError(f"{where}: malformed CSV ({exc})") from exc
+    except (zipfile.BadZipFile, OSError) as exc:  # CRC errors, truncated members
+        raise DmlReproError(f"{where}: cannot be read ({exc})") from exc
+    finally:
+        csv.field_size_limit(old_limit)
+    return rows
+
+
+READERS = {"bbcsport": read_bbcsport, "twitter": read_twitter, "amazon": read_amazon, "r8": read_r8,
+           "consumer_reviews": read_consumer_reviews}

@@ -13,6 +13,11 @@ Decisions (see README, "WSSET decisions"):
 * Post-LayerNorm encoder layers with ReLU feed-forward (keras-transformer, which the authors
   used); dropout on sub-layer outputs only, not on attention weights (also keras-transformer);
   an input LayerNorm + dropout as in the released code (``input_norm``).
+* ``reset_head()`` re-initialises rho only: the released code re-initialises the dense head on
+  top of the pooled encoder output before supervised fine-tuning (transfer learning).
+
+``SetEncoder`` is the interface this model shares with the Table I baselines (``deepsets``,
+``repset``, ``dspn``); ``registry.build_encoder`` builds any of them from a config.
 """
 
 from __future__ import annotations
@@ -43,15 +48,52 @@ def mlp_head(in_dim: int, dims: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class SetTransformerEmbedder(nn.Module):
+def reinitialise(module: nn.Module) -> None:
+    """Draw fresh initial values for every sub-module that knows how (Linear, LayerNorm, ...)."""
+    for sub in module.modules():
+        reset = getattr(sub, "reset_parameters", None)
+        if callable(reset):
+            reset()
+
+
+class SetEncoder(nn.Module):
+    """The interface every set encoder shares (see ``dmlrepro.models.registry``).
+
+    ``forward(x, padding_mask)`` maps zero-padded sets ``x`` (b, L, input_dim) with ``padding_mask``
+    (b, L, True on padding) to L2-normalised embeddings (b, ``embedding_dim``):
+    ``normalize(head(set_features(x, padding_mask)))``. Subclasses define ``set_features`` (the
+    permutation-invariant pooled vector) and ``head`` (the MLP rho); ``reset_head`` re-initialises
+    rho, as the released WSSET code does before supervised fine-tuning.
+    """
+
+    head: nn.Module
+    embedding_dim: int
+
+    def set_features(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """``x``: (b, L, input_dim) zero-padded sets; ``padding_mask``: (b, L), True on padding."""
+        return nn.functional.normalize(self.head(self.set_features(x, padding_mask)), dim=-1)
+
+    def reset_head(self) -> None:
+        reinitialise(self.head)
+
+    def _add_input_layers(self, input_dim: int, input_norm: bool, dropout: float) -> None:
+        """The input LayerNorm + dropout every encoder shares (as in the released WSSET code)."""
+        self.input_dim = input_dim
+        self.input_norm = nn.LayerNorm(input_dim) if input_norm else nn.Identity()
+        self.input_dropout = nn.Dropout(dropout)
+
+
+class SetTransformerEmbedder(SetEncoder):
     def __init__(self, input_dim: int, layers: int = 5, heads: int = 7, ff_dim: int = 1000,
                  dropout: float = 0.1, head_dims: Sequence[int] = (512, 256, 64),
                  d_model: int | None = None, input_norm: bool = True, activation: str = "relu"):
         super().__init__()
         width = model_width(input_dim, heads, d_model)
-        self.input_dim, self.width = input_dim, width
-        self.input_norm = nn.LayerNorm(input_dim) if input_norm else nn.Identity()
-        self.input_dropout = nn.Dropout(dropout)
+        self.width = width
+        self._add_input_layers(input_dim, input_norm, dropout)
         self.project = nn.Linear(input_dim, width) if width != input_dim else nn.Identity()
         layer = nn.TransformerEncoderLayer(width, heads, ff_dim, dropout, activation=activation,
                                            batch_first=True, norm_first=False)
@@ -69,11 +111,10 @@ class SetTransformerEmbedder(nn.Module):
             h = self.encoder(h, src_key_padding_mask=padding_mask)
         return h
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        """``x``: (b, L, input_dim) zero-padded sets; ``padding_mask``: (b, L), True on padding."""
+    def set_features(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """Masked sum of the encoded elements: the input of the head (b, width)."""
         h = self.element_features(x, padding_mask)
-        pooled = h.masked_fill(padding_mask.unsqueeze(-1), 0.0).sum(dim=1)
-        return nn.functional.normalize(self.head(pooled), dim=-1)
+        return h.masked_fill(padding_mask.unsqueeze(-1), 0.0).sum(dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

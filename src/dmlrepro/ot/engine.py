@@ -87,11 +87,13 @@ class StackedDocs:
         self.weights = np.concatenate(docs.weights) if len(docs) else np.zeros(0)
 
 
-def solve_row(stack: StackedDocs, i: int, shared_mass: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def solve_row(stack: StackedDocs, i: int, shared_mass: bool = True,
+              with_emd: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
     """WMD and RWMD of document ``i`` against every document j > i.
 
     Ground costs for a block of documents come from one ``cdist`` call on the stacked vectors,
     RWMD for the block from two vectorised reductions; per pair only the solver runs.
+    ``with_emd=False`` gives the RWMD alone (the Sinkhorn engine's bounds), bit-identical.
     """
     docs, off = stack.docs, stack.offsets
     n = len(docs)
@@ -109,7 +111,7 @@ def solve_row(stack: StackedDocs, i: int, shared_mass: bool = True) -> tuple[np.
         a_side = a @ np.minimum.reduceat(block, starts, axis=1)
         b_side = np.add.reduceat(stack.weights[lo:hi] * block.min(axis=0), starts)
         rwmd[j0 - i - 1:j1 - i - 1] = np.maximum(a_side, b_side)
-        for j in range(j0, j1):
+        for j in range(j0, j1) if with_emd else ():
             cost = block[:, off[j] - lo:off[j + 1] - lo]
             b = docs.weights[j]
             if shared_mass and min(len(a), len(b)) >= SHARED_MASS_MIN_WORDS:
@@ -117,7 +119,7 @@ def solve_row(stack: StackedDocs, i: int, shared_mass: bool = True) -> tuple[np.
             else:
                 emd[j - i - 1] = emd_from_cost(a, b, np.ascontiguousarray(cost))
         j0 = j1
-    return emd, rwmd
+    return (emd if with_emd else None), rwmd
 
 
 def _reduced_emd(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray, cost: np.ndarray) -> float:

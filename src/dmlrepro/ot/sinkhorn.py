@@ -80,6 +80,15 @@ BUCKET_MIN = 16             # ... and all documents of up to this many words sha
 METHODS = ("matmul", "log", "pot")
 DEFAULT_OVERRELAXATION = 1.5
 
+# The options that define a Sinkhorn WMD computation (everything but the device), with their
+# defaults: ``ot.sinkhorn`` in the configuration, ``compute_shard(..., sinkhorn_options=)``.
+OPTION_DEFAULTS = {
+    "reg": DEFAULT_REG, "absolute_reg": False, "cost_scale": None, "max_iter": DEFAULT_MAX_ITER,
+    "tol": DEFAULT_TOL, "batch_pairs": DEFAULT_BATCH_PAIRS, "max_batch_elements": DEFAULT_MAX_BATCH_ELEMENTS,
+    "dtype": "float64", "shared_mass": True, "method": "matmul", "check_every": 10,
+    "overrelaxation": DEFAULT_OVERRELAXATION,
+}
+
 
 # ------------------------------------------------------------------------------------ settings
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -118,6 +127,48 @@ def _check_args(reg: float, max_iter: int, tol: float, batch_pairs: int, method:
         raise DmlReproError(f"sinkhorn tol must be > 0, got {tol}")
     if method not in METHODS:
         raise DmlReproError(f"unknown sinkhorn method '{method}' ({' | '.join(METHODS)})")
+
+
+def normalise_options(options: dict | None) -> dict:
+    """``options`` with the defaults filled in and canonical types (plain JSON: ``dtype`` by name),
+    so that two equal computations have equal option dicts. Unknown names, wrong types and values
+    out of range raise :class:`DmlReproError` (before any work is done)."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTION_DEFAULTS))
+    if unknown:
+        raise DmlReproError(f"unknown sinkhorn option(s) {', '.join(map(repr, unknown))} "
+                            f"(known: {', '.join(OPTION_DEFAULTS)})")
+    out = {**OPTION_DEFAULTS, **options}
+    try:
+        for key in ("reg", "tol", "overrelaxation"):
+            out[key] = float(out[key])
+        for key in ("max_iter", "batch_pairs", "max_batch_elements", "check_every"):
+            if isinstance(out[key], bool) or float(out[key]) != int(out[key]):
+                raise ValueError(key)
+            out[key] = int(out[key])
+        for key in ("absolute_reg", "shared_mass"):
+            if not isinstance(out[key], (bool, np.bool_)):
+                raise ValueError(key)
+            out[key] = bool(out[key])
+        out["cost_scale"] = None if out["cost_scale"] is None else float(out["cost_scale"])
+    except (TypeError, ValueError) as e:
+        raise DmlReproError(f"sinkhorn options: bad value in {options}") from e
+    dtype = out["dtype"]
+    if isinstance(dtype, torch.dtype):
+        dtype = str(dtype).replace("torch.", "")
+    if dtype not in ("float32", "float64"):
+        raise DmlReproError(f"sinkhorn dtype must be float32 or float64, got {out['dtype']}")
+    out["dtype"] = dtype
+    out["method"] = str(out["method"])
+    _check_args(out["reg"], out["max_iter"], out["tol"], out["batch_pairs"], out["method"])
+    if not 1.0 <= out["overrelaxation"] < 2.0:
+        raise DmlReproError(f"sinkhorn overrelaxation must be in [1, 2), got {out['overrelaxation']}")
+    if out["max_batch_elements"] < 1 or out["check_every"] < 1:
+        raise DmlReproError("sinkhorn max_batch_elements and check_every must be >= 1 "
+                            f"(got {out['max_batch_elements']}, {out['check_every']})")
+    if out["cost_scale"] is not None and not (out["cost_scale"] > 0 and math.isfinite(out["cost_scale"])):
+        raise DmlReproError(f"sinkhorn cost_scale must be a positive number, got {out['cost_scale']}")
+    return out
 
 
 # ------------------------------------------------------------------------------------ the solver
@@ -303,9 +354,9 @@ class _Docs:
     lengths: np.ndarray
 
     @classmethod
-    def build(cls, ps: Pointsets, device: torch.device) -> "_Docs":
+    def build(cls, ps: Pointsets, device: torch.device, prepared: PreparedDocs | None = None) -> "_Docs":
         # the exact engine's preparation: float64, normalised weights, repeated vectors merged
-        prepared = PreparedDocs.from_pointsets(ps)
+        prepared = prepared if prepared is not None else PreparedDocs.from_pointsets(ps)
         lengths = np.array([len(w) for w in prepared.weights], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         return cls(torch.as_tensor(np.concatenate(prepared.vectors), dtype=torch.float64, device=device),
@@ -399,11 +450,44 @@ def _groups_all_pairs(lengths: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndar
                 yield _canonical(i, j, lengths)
 
 
-class _Engine:
+def _groups_upper_rows(rows: np.ndarray, lengths: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """All pairs (i, j > i) with i in ``rows``, canonical, one bucket pair at a time, in an order
+    that depends on ``rows`` and ``lengths`` only (so a shard is always batched the same way)."""
+    n = len(lengths)
+    bucket = _bucket(lengths)
+    in_rows = np.zeros(n, dtype=bool)
+    in_rows[np.asarray(rows, dtype=np.int64)] = True
+    keys = [int(b) for b in np.unique(bucket)]
+    members = {b: np.flatnonzero(bucket == b) for b in keys}
+
+    def later(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (x, y), x in xs, y in ys (both sorted), y > x, in the order of xs then ys."""
+        starts = np.searchsorted(ys, xs, side="right")
+        counts = len(ys) - starts
+        first = np.cumsum(counts) - counts
+        pos = np.arange(int(counts.sum())) - np.repeat(first - starts, counts)
+        return np.repeat(xs, counts), ys[pos]
+
+    for p, bp in enumerate(keys):
+        for bq in keys[p:]:
+            parts = [later(members[bp][in_rows[members[bp]]], members[bq])]
+            if bq != bp:
+                parts.append(later(members[bq][in_rows[members[bq]]], members[bp]))
+            i = np.concatenate([q[0] for q in parts])
+            j = np.concatenate([q[1] for q in parts])
+            if len(i):
+                yield _canonical(i, j, lengths)
+
+
+class SinkhornEngine:
+    """One Sinkhorn WMD computation on one collection: its documents on the device, ``eps``, the
+    options; :meth:`solve` gives the values of one batch of canonical pairs. Built by
+    :func:`sinkhorn_engine` (or by :func:`sinkhorn_all_pairs` / :func:`sinkhorn_pairs` themselves)."""
+
     def __init__(self, ps: Pointsets, reg: float, absolute_reg: bool, cost_scale: float | None,
                  max_iter: int, tol: float, batch_pairs: int, max_batch_elements: int,
                  device: str, dtype: torch.dtype, shared_mass: bool, method: str, check_every: int,
-                 overrelaxation: float):
+                 overrelaxation: float, prepared: PreparedDocs | None = None):
         _check_args(reg, max_iter, tol, batch_pairs, method)
         dtype = {"float32": torch.float32, "float64": torch.float64}.get(dtype, dtype) if isinstance(dtype, str) else dtype
         if dtype not in (torch.float32, torch.float64):
@@ -417,7 +501,7 @@ class _Engine:
         self.overrelaxation = overrelaxation
         self.batch_pairs, self.max_elements = batch_pairs, max_batch_elements
         self.shared_mass = shared_mass
-        self.docs = _Docs.build(ps, self.device)
+        self.docs = _Docs.build(ps, self.device, prepared)
         self.lengths = self.docs.lengths   # distinct vectors per document
         self.unconverged = 0
         self.max_error = 0.0
@@ -443,6 +527,14 @@ class _Engine:
         self.max_error = max(self.max_error, float(res.marginal_error.max()))
         return value.cpu().numpy()
 
+    def upper_row_batches(self, rows: Sequence[int] | np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches of canonical pairs covering every pair (i, j > i), i in ``rows``, each once.
+
+        The batches are a function of ``rows``, the document lengths and the batch limits only,
+        so solving them again (a resumed shard) gives bit-identical values."""
+        for gi, gj in _groups_upper_rows(np.asarray(rows, dtype=np.int64), self.lengths):
+            yield from _chunks(gi, gj, self.lengths, self.batch_pairs, self.max_elements)
+
     def run(self, groups: Iterator[tuple[np.ndarray, np.ndarray]], total: int, progress: bool,
             store) -> None:
         with tqdm(total=total, desc="Sinkhorn WMD", unit="pair", disable=not progress, smoothing=0.05) as bar:
@@ -450,13 +542,30 @@ class _Engine:
                 for ci, cj in _chunks(gi, gj, self.lengths, self.batch_pairs, self.max_elements):
                     store(ci, cj, self.solve(ci, cj))
                     bar.update(len(ci))
+        self.warn_unconverged()
+
+    def warn_unconverged(self) -> None:
         if self.unconverged:
             log.warning("sinkhorn: %d pair(s) ended with an L1 marginal error above tol=%.1e (up to %.2e; "
                         "max_iter=%d); their values are still transport costs of feasible plans, so upper "
                         "bounds of the WMD", self.unconverged, self.tol, self.max_error, self.max_iter)
 
 
+_Engine = SinkhornEngine
+
+
 # ------------------------------------------------------------------------------------ public API
+def sinkhorn_engine(ps: Pointsets, options: dict | None = None, device: str = "auto",
+                    prepared: PreparedDocs | None = None) -> SinkhornEngine:
+    """A :class:`SinkhornEngine` for ``ps`` with the given options (:data:`OPTION_DEFAULTS` for the
+    names; normalised by :func:`normalise_options`), reusable for many batches (shards use it).
+    ``prepared``: the exact engine's :class:`PreparedDocs` of ``ps`` when already at hand."""
+    o = normalise_options(options)
+    return SinkhornEngine(ps, o["reg"], o["absolute_reg"], o["cost_scale"], o["max_iter"], o["tol"],
+                          o["batch_pairs"], o["max_batch_elements"], device, o["dtype"], o["shared_mass"],
+                          o["method"], o["check_every"], o["overrelaxation"], prepared)
+
+
 def sinkhorn_all_pairs(ps: Pointsets, reg: float = DEFAULT_REG, *, max_iter: int = DEFAULT_MAX_ITER,
                        tol: float = DEFAULT_TOL, batch_pairs: int = DEFAULT_BATCH_PAIRS,
                        device: str = "auto", dtype: torch.dtype | str = torch.float64, progress: bool = False,

@@ -221,11 +221,14 @@ def paper_value_notes() -> list[str]:
 
 # ----------------------------------------------------------------------------- tables
 
-def build_table1(records: Sequence[Mapping | str | os.PathLike], include_missing_paper_rows: bool = False) -> pd.DataFrame:
+def build_table1(records: Sequence[Mapping | str | os.PathLike], include_missing_paper_rows: bool = False,
+                 pending: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Table I (kNN accuracy %) in long form: one row per (method, dataset) with our runs.
 
     With ``include_missing_paper_rows`` the paper's rows we have no run for are listed too
-    (Ours "not run", n_splits 0), for the four paper datasets.
+    (Ours "not run", n_splits 0), for the four paper datasets. ``pending`` maps a method that
+    could not run here to the reason shown in its Ours cell (e.g. BERT: "needs download"), on
+    every evaluated dataset the paper reports it for.
     """
     recs = _coerce_records(records)
     rows = []
@@ -244,6 +247,12 @@ def build_table1(records: Sequence[Mapping | str | os.PathLike], include_missing
                     continue
                 paper_text = _paper_cell(printed, dataset in METHODS[method].uncertain_table1)[0]
                 rows.append(_not_run_row(method, dataset, paper_text))
+    for method, reason in (pending or {}).items():
+        for dataset in sorted({d for _, d in have}, key=_dataset_sort_key):
+            printed = PAPER_TABLE1_PRINTED.get(method, {}).get(dataset)
+            if printed is not None and (method, dataset) not in have:
+                rows.append(_not_run_row(method, dataset, printed, reason=reason))
+    if include_missing_paper_rows or pending:
         rows = _resort(rows)
     return pd.DataFrame(rows, columns=TABLE1_COLUMNS)
 
@@ -270,8 +279,8 @@ def _measured_row(method: str, dataset: str, values: list[float], paper: tuple[s
             "Paper": paper_text, "Δ": format_delta(mean, paper_value), "Data": _data_source(group)}
 
 
-def _not_run_row(method: str, dataset: str, paper_text: str, **extra) -> dict:
-    return {**_method_cols(method), "Dataset": dataset_label(dataset), **extra, "Ours": "not run",
+def _not_run_row(method: str, dataset: str, paper_text: str, reason: str = "not run", **extra) -> dict:
+    return {**_method_cols(method), "Dataset": dataset_label(dataset), **extra, "Ours": reason,
             "ours_mean": float("nan"), "ours_std": float("nan"), "n_splits": 0,
             "Paper": paper_text, "Δ": NA, "Data": NA}
 
@@ -296,7 +305,8 @@ def _recall_value(rec: dict, k: int) -> float:
     )
 
 
-def build_table2(records: Sequence[Mapping | str | os.PathLike], include_missing_paper_rows: bool = False) -> pd.DataFrame:
+def build_table2(records: Sequence[Mapping | str | os.PathLike], include_missing_paper_rows: bool = False,
+                 pending: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Table II (Recall@K %) in long form: one row per (method, dataset, K), K = the paper's K list
     for that dataset (for a dataset not in the paper: every K found in the records)."""
     recs = _coerce_records(records)
@@ -321,6 +331,12 @@ def build_table2(records: Sequence[Mapping | str | os.PathLike], include_missing
                     continue
                 for k, printed in block.items():
                     rows.append(_not_run_row(method, dataset, printed, K=k))
+    for method, reason in (pending or {}).items():
+        for dataset in sorted({d for _, d in have}, key=_dataset_sort_key):
+            if (method, dataset) not in have:
+                for k, printed in PAPER_TABLE2_PRINTED.get(method, {}).get(dataset, {}).items():
+                    rows.append(_not_run_row(method, dataset, printed, reason=reason, K=k))
+    if include_missing_paper_rows or pending:
         rows = _resort(rows)
     return pd.DataFrame(rows, columns=TABLE2_COLUMNS)
 

@@ -1,0 +1,183 @@
+"""Training objectives: one per row family of Tables I/II, all with one call signature.
+
+``objective(model, batch) -> (loss, n_terms)``. An objective is an ``nn.Module`` so that the
+parameters some of them own (a softmax classifier, a rotation head) are optimised and
+checkpointed with the encoder. Losses, miners and augmentations live in ``losses/``,
+``mining/`` and ``data/augment.py``; an objective only composes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from dmlrepro import DmlReproError
+from dmlrepro.losses.approx_emd import ApproxEMDLoss
+from dmlrepro.losses.triplet import WeightedTripletLoss
+from dmlrepro.mining.emd_triplets import EMDTripletMiner
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor              # (b, L, d + 1) zero-padded sets
+    mask: torch.Tensor           # (b, L) True on padding
+    index: np.ndarray            # dataset document indices of the batch rows
+    labels: torch.Tensor | None  # class labels (supervised methods only)
+    emd: torch.Tensor | None     # (b, b) EMD sub-matrix (EMD-based methods only)
+
+
+class Objective(nn.Module):
+    uses_labels = False
+    uses_emd = False
+
+    def batches(self, fit: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Mini-batches of one epoch: a shuffled pass over the fit documents."""
+        order = fit[rng.permutation(len(fit))]
+        for s in range(0, len(order), batch_size):
+            yield order[s:s + batch_size]
+
+    def forward(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
+        raise NotImplementedError
+
+
+class EMDTripletObjective(Objective):
+    """WSSET (EMD-weighted negatives) and SSET (w = 1): pseudo-labels from EMD."""
+    uses_emd = True
+
+    def __init__(self, miner: EMDTripletMiner, loss: WeightedTripletLoss):
+        super().__init__()
+        self.miner, self.loss = miner, loss
+
+    def forward(self, model, batch):
+        emb = model(batch.x, batch.mask)
+        triplets = self.miner(emb.detach(), batch.emd)
+        return self.loss(emb, triplets), len(triplets)
+
+
+class ApproxEMDObjective(Objective):
+    uses_emd = True
+
+    def __init__(self, loss: ApproxEMDLoss):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, model, batch):
+        emb = model(batch.x, batch.mask)
+        return self.loss(emb, batch.emd), emb.shape[0] ** 2
+
+
+class SupervisedTripletObjective(Objective):
+    """+TL rows and the fine-tuning stage of Ours+Int./Ext.: semi-hard triplets on labels."""
+    uses_labels = True
+
+    def __init__(self, margin: float = 0.1, distance: str = "squared"):
+        super().__init__()
+        from dmlrepro.mining.semihard import SemiHardTripletMiner
+        self.miner = SemiHardTripletMiner(distance=distance)
+        self.loss = WeightedTripletLoss(margin)
+
+    def forward(self, model, batch):
+        emb = model(batch.x, batch.mask)
+        triplets = self.miner(emb.detach(), labels=batch.labels)
+        return self.loss(emb, triplets), len(triplets)
+
+
+class SoftmaxObjective(Objective):
+    """+CE rows and RepSet: a linear softmax layer on the embedding; kNN uses the embedding."""
+    uses_labels = True
+
+    def __init__(self, embedding_dim: int, n_classes: int):
+        super().__init__()
+        from dmlrepro.losses.classification import SoftmaxClassifierLoss
+        self.loss = SoftmaxClassifierLoss(embedding_dim, n_classes)
+
+    def forward(self, model, batch):
+        emb = model(batch.x, batch.mask)
+        return self.loss(emb, batch.labels), emb.shape[0]
+
+
+class ExemplarObjective(Objective):
+    """Exemplar (Dosovitskiy et al.): every fit document is its own class, seen only through
+    random augmentations of its pointset (``data/augment.py``)."""
+
+    def __init__(self, fit: np.ndarray, embedding_dim: int, augment_cfg: dict[str, Any], seed: int,
+                 weight_feature: str = "count"):
+        super().__init__()
+        from dmlrepro.data.augment import Augmenter
+        from dmlrepro.losses.classification import SoftmaxClassifierLoss
+        self.instance_of = {int(doc): k for k, doc in enumerate(fit)}
+        self.loss = SoftmaxClassifierLoss(embedding_dim, len(fit))
+        self.augment = Augmenter(augment_cfg, weight_feature=weight_feature)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    # the augmentation stream is part of the checkpoint, so a resumed run draws the same copies
+    def get_extra_state(self):
+        return self.generator.get_state()
+
+    def set_extra_state(self, state):
+        self.generator.set_state(state)
+
+    def forward(self, model, batch):
+        x, mask = self.augment(batch.x, batch.mask, self.generator)  # CPU draws, moved to the batch's device
+        emb = model(x, mask)
+        target = torch.as_tensor([self.instance_of[int(i)] for i in batch.index], device=emb.device)
+        return self.loss(emb, target), emb.shape[0]
+
+
+class UDMLSSObjective(Objective):
+    """UDML-SS (Cao et al.), adapted to sets in ``mining/udml_ss.py``: positives are neighbours
+    in a fixed intermediate space (document centroids), plus a transform-prediction task."""
+
+    def __init__(self, centroids: np.ndarray, fit: np.ndarray, embedding_dim: int, input_dim: int,
+                 params: dict[str, Any], seed: int):
+        super().__init__()
+        from dmlrepro.mining import udml_ss
+        self.udml = udml_ss
+        self.fit = np.asarray(fit)
+        self.neighbours = udml_ss.intermediate_neighbours(centroids[self.fit], int(params.get("neighbours", 5)))
+        self.criterion = udml_ss.UDMLSSLoss(embedding_dim, input_dim - 1, margin=float(params.get("margin", 0.1)),
+                                            rotation_weight=float(params.get("rotation_weight", 0.1)),
+                                            n_rotations=int(params.get("rotations", 4)), seed=seed)
+        self.position = {int(doc): k for k, doc in enumerate(self.fit)}
+
+    def batches(self, fit, batch_size, rng):
+        for rows in self.udml.neighbour_batches(len(self.fit), self.neighbours, batch_size, rng):
+            yield self.fit[rows]
+
+    def forward(self, model, batch):
+        rows = np.asarray([self.position[int(i)] for i in batch.index])
+        return self.criterion(model, batch.x, batch.mask, rows, self.neighbours)
+
+
+OBJECTIVES = ("wsset", "sset", "approx_emd", "triplet", "ce", "exemplar", "udml_ss")
+
+
+def build_objective(name: str, params: dict[str, Any], *, embedding_dim: int, input_dim: int, n_classes: int,
+                    fit: np.ndarray, emd_fit: np.ndarray | None, centroids: np.ndarray | None,
+                    seed: int, weight_feature: str = "count") -> Objective:
+    """The objective ``name`` (``MethodSpec.objective``) from its method's config section."""
+    if name in ("wsset", "sset"):
+        miner = EMDTripletMiner(weighting="emd" if name == "wsset" else "none", c=params.get("c", 7.0),
+                                variant=params.get("variant", "paper"),
+                                positive_percentile=params.get("positive_percentile", 20.0))
+        return EMDTripletObjective(miner, WeightedTripletLoss(params.get("margin", 0.1)))
+    if name == "approx_emd":
+        scale = params.get("emd_scale", "auto")
+        if scale == "auto":  # largest training EMD maps to the diameter^2 (4) of the unit sphere
+            scale = float(emd_fit.max()) / 4.0 if emd_fit is not None and emd_fit.size else 1.0
+        return ApproxEMDObjective(ApproxEMDLoss(float(scale)))
+    if name == "triplet":
+        return SupervisedTripletObjective(params.get("margin", 0.1), params.get("distance", "squared"))
+    if name == "ce":
+        return SoftmaxObjective(embedding_dim, n_classes)
+    if name == "exemplar":
+        return ExemplarObjective(fit, embedding_dim, params.get("augment", {}), seed, weight_feature)
+    if name == "udml_ss":
+        if centroids is None:
+            raise DmlReproError("udml_ss needs the documents' centroids (intermediate space)")
+        return UDMLSSObjective(centroids, fit, embedding_dim, input_dim, params, seed)
+    raise DmlReproError(f"unknown objective '{name}'; known: {', '.join(OBJECTIVES)}")
