@@ -89,6 +89,14 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
         assert f"results/figures/{fig}.png" in res.stdout
 
 
+def test_quick_config_is_the_self_supervised_core(tmp_path):
+    res = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "quick.yaml"))
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout)
+    assert counts["train_embedder"] == 2 * 5 * 3 and counts["evaluate_wmd_knn"] == 2 * 5
+    assert "train_study_embedder" not in counts and "query_time" not in counts  # --configfile replaces the default
+
+
 def test_workflow_lint_is_clean():
     res = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
