@@ -140,3 +140,16 @@ def test_small_data_subsample_rejects_impossible_sizes():
     labels = np.array([0] * 10 + [1] * 10)
     with pytest.raises(DmlReproError, match="samples_per_class=20"):
         subsample_train(labels, np.arange(20), 20, 0.2, 0)
+
+
+def test_small_data_subsample_depends_on_the_split_only():
+    from dmlrepro.data.splits import make_splits
+    labels = np.repeat(np.arange(3), [50, 80, 30])
+    splits = make_splits(labels, n_splits=2, test_size=0.3, val_size=0.2, seed=0)
+    fit, val = splits.small_data(labels, 1, 10)
+    again_fit, again_val = splits.small_data(labels, 1, 10)  # what BERT's run draws for the same split
+    np.testing.assert_array_equal(fit, again_fit)
+    np.testing.assert_array_equal(val, again_val)
+    assert set(fit) | set(val) <= set(splits.train[1]) and len(fit) + len(val) == 30
+    other, _ = splits.small_data(labels, 0, 10)
+    assert not np.array_equal(other, fit)  # another split, another subsample

@@ -102,7 +102,7 @@ def _device(name: str):
 
 def cmd_train(args: argparse.Namespace) -> None:
     from dmlrepro.data.pointsets import Pointsets
-    from dmlrepro.data.splits import Splits, subsample_train
+    from dmlrepro.data.splits import Splits
     from dmlrepro.training.trainer import embed, load_model, save_embeddings, train_embedder
     params = _json_arg(args.params)
     _set_threads(args.threads)
@@ -112,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     seed = int(train_cfg.get("seed", 0))
     if args.all_documents and args.metrics_out:
         raise DmlReproError("train --all-documents has no test split to evaluate (drop --metrics-out)")
+    labelled = None  # the kNN gallery: the split's train part unless a small-data subsample
     if args.all_documents:  # an external corpus: every document, no labels, no selection
         fit, val = np.arange(len(ps)), np.empty(0, np.int64)
         train_cfg["selection"] = "last"
@@ -125,8 +126,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         fit, val = splits.fit(k), splits.val[k]
         seed += k
         if args.samples_per_class:
-            fit, val = subsample_train(ps.labels, splits.train[k], args.samples_per_class,
-                                       float(splits.meta.get("val_size", 0.2)), seed)
+            fit, val = splits.small_data(ps.labels, k, args.samples_per_class)
+            labelled = np.union1d(fit, val)
     emd = np.load(args.emd, mmap_mode="r") if args.emd else None
     result = train_embedder(ps, emd, fit, val, args.method, params.get("method_params", {}), params["model"],
                             train_cfg, args.out_dir, seed=seed, init_model=args.init_model)
@@ -136,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.metrics_out:  # evaluated here: a separate job would pay another interpreter start per run
         from dmlrepro.io import write_json
         metrics = evaluate_run(ps, splits, args.split, args.method, args.dataset, args.recall_ks, args.knn_k,
-                               embeddings=embeddings, data_note=args.data_note)
+                               embeddings=embeddings, data_note=args.data_note, labelled=labelled)
         write_json(args.metrics_out, metrics)
         log.info("%s %s split %d: test kNN accuracy %.2f", args.dataset, args.method, args.split,
                  metrics["knn_accuracy"])
@@ -171,22 +172,29 @@ def cmd_bert(args: argparse.Namespace) -> None:
     if k >= len(splits.train):
         raise DmlReproError(f"split {k} requested, only {len(splits.train)} exist")
     params.setdefault("device", "auto")
-    embeddings = finetune_bert(texts, labels, splits.fit(k), splits.val[k], args.out_dir,
-                               seed=int(params.pop("seed", 0)) + k, knn_k=args.knn_k, **params)
+    seed = int(params.pop("seed", 0)) + k
+    fit, val, labelled = splits.fit(k), splits.val[k], None
+    if args.samples_per_class:  # Fig. 4: the same subsample as the other methods' runs
+        fit, val = splits.small_data(labels, k, args.samples_per_class)
+        labelled = np.union1d(fit, val)
+    embeddings = finetune_bert(texts, labels, fit, val, args.out_dir, seed=seed, knn_k=args.knn_k, **params)
     save_npy(Path(args.out_dir) / "embeddings.npy", embeddings)
     data = SimpleNamespace(labels=labels, meta={"data_source": source})
     write_json(args.metrics_out, evaluate_run(data, splits, k, "bert_base", args.dataset, args.recall_ks,
-                                              args.knn_k, embeddings=embeddings))
+                                              args.knn_k, embeddings=embeddings, data_note=args.data_note,
+                                              labelled=labelled))
 
 
 # ------------------------------------------------------------------------------------ evaluation
 def evaluate_run(ps, splits, k: int, method: str, dataset: str, recall_ks: Sequence[Any], knn_k: int,
                  embeddings: np.ndarray | None = None, emd: np.ndarray | None = None,
-                 data_note: str = "") -> dict[str, Any]:
+                 data_note: str = "", labelled: np.ndarray | None = None) -> dict[str, Any]:
     """Table I/II metrics of one run on split ``k``: test queries, train gallery (kNN), test
-    gallery (Recall@K); from embeddings, or from the EMD matrix for the WMD baseline."""
+    gallery (Recall@K); from embeddings, or from the EMD matrix for the WMD baseline.
+    ``labelled`` replaces the train gallery (small-data study: only the subsample's labels are known)."""
     from dmlrepro.evaluation.retrieval import evaluate_distances, evaluate_embeddings
-    train, test = np.asarray(splits.train[k]), np.asarray(splits.test[k])
+    train = np.asarray(splits.train[k]) if labelled is None else np.sort(np.asarray(labelled))
+    test = np.asarray(splits.test[k])
     ks = [int(x) for x in recall_ks]
     if embeddings is not None:
         metrics = evaluate_embeddings(embeddings[train], ps.labels[train], embeddings[test], ps.labels[test], ks,
@@ -374,10 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", required=True)
     s.add_argument("--split-params", default="{}", help="the dataset's splits config (for .mat datasets)")
     s.add_argument("--params", default="{}", help="config 'bert' section as JSON")
+    s.add_argument("--samples-per-class", type=float, help="small-data study: average train documents per class")
     s.add_argument("--out-dir", required=True)
     s.add_argument("--metrics-out", required=True)
     s.add_argument("--recall-ks", nargs="+", required=True)
     s.add_argument("--knn-k", type=int, default=10)
+    s.add_argument("--data-note", default="", help="appended to the row's data description")
     s.set_defaults(func=cmd_bert)
 
     s = sub.add_parser("evaluate", help="kNN accuracy and Recall@K of one run")

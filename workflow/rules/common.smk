@@ -148,16 +148,21 @@ def train_flags(wildcards, input):
         flags.append(f"--emd {input.emd}")
     if "init" in input.keys():
         flags.append(f"--init-model {input.init}")
-    study = wildcards.get("study", "")
-    if study.startswith("spc"):
-        flags.append(f"--samples-per-class {study[3:]}")
+    flags.append(study_flags(wildcards))
     return " ".join(flags)
+
+
+def study_flags(wildcards):
+    """The command-line flag of a Fig. 4 run (``spc<N>``), for the trainer and for BERT alike."""
+    study = wildcards.get("study", "")
+    return f"--samples-per-class {study[3:]}" if study.startswith("spc") else ""
 
 
 def data_note(wildcards):
     """What a row used beyond its dataset: the external corpus of Ours+Ext., the study setting."""
     notes = []
-    if any(method_spec(m).external_init for m in transfer_chain(wildcards.method)):
+    method = wildcards.get("method", "bert_base")
+    if method in TRAINED_METHODS and any(method_spec(m).external_init for m in transfer_chain(method)):
         corpus = external_corpus(wildcards.dataset)
         cfg = dataset_cfg(corpus)
         size = f", {cfg['max_documents']} documents" if cfg.get("max_documents") else ""

@@ -105,6 +105,8 @@ rule bert_finetune:
         out_dir=subpath(output.embeddings, parent=True),
         ks=recall_ks,
         knn_k=config["evaluation"].get("knn_k", 10),
+        flags=study_flags,
+        data_note=data_note,
     threads: config["train"].get("threads", 1)
     resources:
         gpu=1,
@@ -118,5 +120,20 @@ rule bert_finetune:
     shell:
         "{params.cli} bert --dataset {wildcards.dataset} --corpus {params.corpus} --split {wildcards.split}"
         " --raw-root resources/raw --pointsets {input.pointsets} --splits {input.splits}"
-        " --split-params {params.split_cfg:q} --params {params.cfg:q} --out-dir {params.out_dir}"
-        " --metrics-out {output.metrics} --recall-ks {params.ks} --knn-k {params.knn_k} > {log} 2>&1"
+        " --split-params {params.split_cfg:q} --params {params.cfg:q} --out-dir {params.out_dir} {params.flags}"
+        " --metrics-out {output.metrics} --recall-ks {params.ks} --knn-k {params.knn_k}"
+        " --data-note={params.data_note:q} > {log} 2>&1"
+
+
+# Fig. 4's dashed language-model line: BERT fine-tuned on the same small-data subsample
+use rule bert_finetune as bert_study_finetune with:
+    output:
+        embeddings="results/{dataset}/{study}/split{split}/bert_base/embeddings.npy",
+        history="results/{dataset}/{study}/split{split}/bert_base/history.csv",
+        metrics="results/{dataset}/{study}/split{split}/bert_base/metrics.json",
+    wildcard_constraints:
+        study=r"spc\d+",
+    log:
+        "logs/{dataset}/{study}/split{split}/bert_base/train.log",
+    benchmark:
+        "benchmarks/logs/{dataset}/{study}/split{split}/bert_base/train.tsv"

@@ -50,6 +50,12 @@ class Splits:
         """Split ``k``'s documents to fit on during model selection: train minus val."""
         return np.setdiff1d(self.train[k], self.val[k], assume_unique=True)
 
+    def small_data(self, labels: Sequence[int], k: int, samples_per_class: float) -> tuple[np.ndarray, np.ndarray]:
+        """Split ``k``'s small-data subsample (Fig. 4) as ``(fit, val)``: :func:`subsample_train`
+        seeded by the split alone, so every method of the study (BERT included) sees the same documents."""
+        seed = int(self.meta.get("seed", 0)) * 1000 + k
+        return subsample_train(labels, self.train[k], samples_per_class, float(self.meta.get("val_size", 0.2)), seed)
+
     # ------------------------------------------------------------------ checks and I/O
     def validate(self, n_documents: int | None = None, source: str = "splits") -> None:
         """Raise :class:`DmlReproError` naming the first part that breaks the rules."""
