@@ -55,6 +55,17 @@ def _paper_float(text) -> float:
         return float("nan")
 
 
+def read_table(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    """A CSV the figures read; a missing or empty file is an error naming it and what it should hold."""
+    path = Path(path)
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise DmlReproError(f"{what} not found: {path}") from None
+    except pd.errors.EmptyDataError:
+        raise DmlReproError(f"{path}: {what} is empty") from None
+
+
 def _require_columns(df: pd.DataFrame, cols, what: str) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
@@ -71,12 +82,7 @@ def plot_training_curve(history_csv: str | os.PathLike, out_png: str | os.PathLi
     validation accuracy).
     """
     path = Path(history_csv)
-    try:
-        hist = pd.read_csv(path)
-    except FileNotFoundError:
-        raise DmlReproError(f"training history not found: {path}") from None
-    except pd.errors.EmptyDataError:
-        raise DmlReproError(f"{path}: training history is empty") from None
+    hist = read_table(path, "training history")
     _require_columns(hist, ("epoch", "loss", "val_accuracy"), str(path))
     if hist.empty:
         raise DmlReproError(f"{path}: training history has a header but no epochs")

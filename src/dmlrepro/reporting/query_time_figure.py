@@ -24,7 +24,7 @@ from dmlrepro.evaluation.query_time import (
     PAPER_DISTANCE_SPEEDUP,
     stage_statistics,
 )
-from dmlrepro.reporting.figures import _new_figure, _require_columns, save_figure
+from dmlrepro.reporting.figures import _new_figure, _require_columns, read_table, save_figure
 
 __all__ = ["plot_query_time"]
 
@@ -34,16 +34,7 @@ _COLORS = {"classic_emd": "#7f7f7f", "threshold_emd": "#ff7f0e", "bert": "#2ca02
 
 
 def _load_table(df_or_csv: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
-    if isinstance(df_or_csv, pd.DataFrame):
-        df = df_or_csv
-    else:
-        path = Path(df_or_csv)
-        try:
-            df = pd.read_csv(path)
-        except FileNotFoundError:
-            raise DmlReproError(f"query-time table not found: {path}") from None
-        except pd.errors.EmptyDataError:
-            raise DmlReproError(f"{path}: query-time table is empty") from None
+    df = df_or_csv if isinstance(df_or_csv, pd.DataFrame) else read_table(df_or_csv, "query-time table")
     _require_columns(df, ("method", "stage", "seconds"), "query-time table")
     if df.empty:
         raise DmlReproError("query-time table has no rows; nothing to plot")
