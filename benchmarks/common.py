@@ -50,7 +50,21 @@ def machine(device_note: str = "") -> str:
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     device = f"; {device_note}" if device_note else ""
     return (f"{cpu}, {cores} cores{load}{device}; Python {platform.python_version()}, numpy {np.__version__}, "
-            f"POT {ot.__version__}, torch {torch.__version__}; {datetime.datetime.now().isoformat(timespec='minutes')}")
+            f"POT {ot.__version__}, torch {torch.__version__}; {datetime.datetime.now().isoformat(timespec='minutes')}"
+            f"; code {code_version()}")
+
+
+def code_version() -> str:
+    """The commit measured, marked '+changes' when the working tree differs from it."""
+    import subprocess
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{head}+changes" if dirty else head
 
 
 def append_markdown(path: Path, title: str, table: str) -> None:

@@ -15,6 +15,11 @@ by lower bounds of WMD that cost far less than solving the transport problem:
 * **ICT** (Atasu & Mittelholzer, 2019): each word's mass goes to the other side's nearest words
   first, no word taking more than its own mass (the transport LP without one marginal but with
   ``T_ij <= b_j``), here on the reduced problem; never below the reduced RWMD.
+* **Dual** (long documents only): LP duality. A few Sinkhorn iterations on the reduced problem
+  give potentials ``f``; their c-transforms ``g_j = min_i C_ij - f_i`` and back
+  ``f_i = min_j C_ij - g_j`` make them feasible (``f_i + g_j <= C_ij``) whatever the iterations
+  reached, so ``a.f + b.g`` is a lower bound of the EMD; on BBCSport it averages 0.995 of the WMD
+  (ICT: 0.9) at a quarter of an exact solve's time.
 
 Two strategies, both exact (``strategy=``):
 
@@ -28,8 +33,8 @@ and the reduced RWMD come for the whole gallery at once (ground costs from one m
 every candidate waits in a heap keyed by its best bound so far. The smallest is taken: if its
 bound prunes, every other candidate's does too and the search ends; otherwise its bound is
 tightened to the ICT and it goes back (short documents: the next few candidates are tightened
-in one vectorised call), and only a candidate whose ICT is the smallest bound of all and does
-not prune is solved exactly. So a pair is solved only when no bound can rule it out at that
+in one vectorised call); the next time, for long documents, to the dual bound; and only a
+candidate whose tightest bound is the smallest of all and does not prune is solved exactly. So a pair is solved only when no bound can rule it out at that
 point, and the k-th distance falls as fast as the bounds allow.
 
 Both return the same lists; on BBCSport and Twitter samples ``"best_first"`` solves 2-5x fewer
@@ -76,12 +81,16 @@ ICT_COLUMNS = 8  # ICT fills each word's nearest 7 words; the rest of its mass c
 ICT_SORT_COLUMNS = 32  # up to this many words on the other side, ICT sorts whole rows instead
 ICT_GROUP = 32  # short documents: candidates whose ICT is computed in one vectorised call
 
-COUNT_KEYS = ("pairs_total", "pairs_exact", "pruned_wcd", "pruned_rwmd", "pruned_ict")
+DUAL_MIN_WORDS = 24  # the dual bound only where an exact solve costs more than it (both sides this long)
+DUAL_ITERATIONS = 15
+DUAL_EPS = 0.02  # Sinkhorn's epsilon relative to the pair's mean ground cost
+
+COUNT_KEYS = ("pairs_total", "pairs_exact", "pruned_wcd", "pruned_rwmd", "pruned_ict", "pruned_dual")
 TIME_KEYS = ("seconds_bounds", "seconds_exact")
 _EPS = float(np.finfo(np.float64).eps)
 
 # stages of a candidate's bound in the best-first heap
-_KEY, _ICT = 0, 1
+_KEY, _ICT, _DUAL = 0, 1, 2
 
 
 # ------------------------------------------------------------------------------------ bounds
@@ -107,14 +116,16 @@ def rwmd_lower_bounds(docs: PreparedDocs, q: int, gallery: Sequence[int]) -> np.
 def pair_lower_bounds(docs: PreparedDocs, i: int, j: int) -> dict[str, float]:
     """Every bound this module uses for one pair (each at most their WMD, up to rounding): ``wcd``,
     ``rwmd`` (Kusner's), ``batch_reduced_rwmd`` (as computed for a whole gallery), ``reduced_rwmd``
-    and ``ict`` (as computed per pair), ``grouped_ict`` (as computed for a group of short documents)."""
+    and ``ict`` (as computed per pair), ``grouped_ict`` (as computed for a group of short
+    documents), ``dual`` (the c-transformed Sinkhorn potentials, at any length)."""
     gallery = np.array([j], dtype=np.int64)
     qb = _QueryBounds(_Gallery(docs, gallery), docs, int(i), batch=True, plain=True)
     problem = qb.reduced_problem(0)
     reduced = 0.0 if problem is None else float(max(problem[0] @ problem[2].min(axis=1),
                                                     problem[1] @ problem[2].min(axis=0)))
     return {"wcd": float(qb.wcd[0]), "rwmd": float(qb.rwmd[0]), "batch_reduced_rwmd": float(qb.reduced_rwmd[0]),
-            "reduced_rwmd": reduced, "ict": qb.ict(0), "grouped_ict": float(qb.ict_many([0])[0])}
+            "reduced_rwmd": reduced, "ict": qb.ict(0), "grouped_ict": float(qb.ict_many([0])[0]),
+            "dual": 0.0 if problem is None else _dual_bound(*problem)}
 
 
 def _lowered_sq_distances(x: np.ndarray, x_sq: np.ndarray, y: np.ndarray, y_sq: np.ndarray) -> np.ndarray:
@@ -161,6 +172,30 @@ def _ict(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
         left -= flow
         work[rows, j] = np.inf
     return total + float(left @ work.min(axis=1))  # what is left costs at least the next-nearest column
+
+
+def _dual_bound(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
+    """A lower bound of EMD(a, b; cost) from feasible dual potentials (see the module docstring).
+
+    Sinkhorn runs in the scaling domain with each row of the kernel shifted by its minimum cost,
+    so no row underflows; if it still breaks down (non-finite potentials) the bound is 0.
+    """
+    eps = DUAL_EPS * float(cost.mean())
+    if not eps > 0:
+        return 0.0
+    row_min = cost.min(axis=1)
+    kernel = np.exp(-(cost - row_min[:, None]) / eps)
+    v = np.ones(len(b))
+    with np.errstate(all="ignore"):
+        for _ in range(DUAL_ITERATIONS):
+            u = a / (kernel @ v)
+            v = b / (kernel.T @ u)
+        f = eps * np.log(u) + row_min
+    if not np.all(np.isfinite(f)):
+        return 0.0
+    g = (cost - f[:, None]).min(axis=0)  # c-transform: f_i + g_j <= C_ij for every i, j
+    f = (cost - g[None, :]).min(axis=1)  # and back: still feasible, never smaller
+    return float(a @ f + b @ g)
 
 
 class _Gallery:
@@ -310,6 +345,11 @@ class _QueryBounds:
         to_query = _ict_padded(b, a2, cost)
         return np.maximum(to_entry, to_query)
 
+    def dual(self, p: int) -> float:
+        """The dual bound of the reduced problem to entry ``p``."""
+        reduced = self.reduced_problem(p)
+        return 0.0 if reduced is None else _dual_bound(*reduced)
+
     def ict(self, p: int) -> float:
         """ICT of the reduced problem to entry ``p``, both ways (never below its RWMD)."""
         reduced = self.reduced_problem(p)
@@ -371,7 +411,7 @@ class _Search:
             top = self._kusner(q, stats)
         else:
             top = self._best_first(q, stats)
-        counted = stats["pairs_exact"] + stats["pruned_wcd"] + stats["pruned_rwmd"] + stats["pruned_ict"]
+        counted = sum(stats[key] for key in COUNT_KEYS[1:])
         assert counted == stats["pairs_total"], stats  # every candidate is solved or pruned exactly once
         return (np.array([p for _, p in top], dtype=np.int64), np.array([d for d, _ in top], dtype=np.float64),
                 stats)
@@ -442,7 +482,8 @@ class _Search:
 
         top: list[tuple[float, int]] = []
         threshold, kth_p = math.inf, -1
-        counts = {"pairs_exact": 0, "pruned_wcd": 0, "pruned_rwmd": 0, "pruned_ict": 0}
+        counts = dict.fromkeys(COUNT_KEYS[1:], 0)
+        dual_worth_it = len(qb.a) >= DUAL_MIN_WORDS
 
         while heap:
             bound, p, stage = heap[0]
@@ -474,6 +515,15 @@ class _Search:
                         heapq.heappush(heap, (tighter, p_old, _ICT))
                 t_bounds += time.perf_counter() - t0
                 continue
+            if len(top) == k and stage == _ICT and dual_worth_it and lengths[p] >= DUAL_MIN_WORDS:
+                t0 = time.perf_counter()
+                tighter = max(qb.dual(p), bound)
+                if _prunes(tighter, threshold, p, kth_p):
+                    counts["pruned_dual"] += 1
+                else:
+                    heapq.heappush(heap, (tighter, p, _DUAL))
+                t_bounds += time.perf_counter() - t0
+                continue
             t0 = time.perf_counter()
             d = self.exact(q, p)
             t_exact += time.perf_counter() - t0
@@ -491,6 +541,7 @@ class _Search:
             bound, pos, stage = (np.array(col) for col in zip(*heap))
             by_wcd = (qb.wcd[pos] > threshold) | ((qb.wcd[pos] == threshold) & (pos > kth_p))
             counts["pruned_ict"] += int(np.sum(stage == _ICT))
+            counts["pruned_dual"] += int(np.sum(stage == _DUAL))
             counts["pruned_wcd"] += int(np.sum((stage == _KEY) & by_wcd))
             counts["pruned_rwmd"] += int(np.sum((stage == _KEY) & ~by_wcd))
         stats.update(counts, seconds_bounds=t_bounds, seconds_exact=t_exact)
@@ -579,8 +630,8 @@ def exact_wmd_knn(docs: PreparedDocs, queries: Sequence[int], gallery: Sequence[
 
     ``stats``: ``queries``, ``gallery``, ``k``, ``strategy``, ``pairs_total`` (query-candidate
     pairs), ``pairs_exact`` (WMDs solved), ``pruned_wcd``, ``pruned_rwmd`` (RWMD or reduced
-    RWMD), ``pruned_ict``, with ``pairs_exact + pruned_wcd + pruned_rwmd + pruned_ict ==
-    pairs_total``; a pair counts under the first bound that ruled it out. Also CPU seconds summed
+    RWMD), ``pruned_ict``, ``pruned_dual``, with ``pairs_exact`` plus the four pruned counts
+    ``== pairs_total``; a pair counts under the last bound computed for it, the one that ruled it out. Also CPU seconds summed
     over processes: ``seconds_bounds`` and ``seconds_exact``.
     """
     if strategy not in STRATEGIES:
