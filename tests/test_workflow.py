@@ -98,6 +98,14 @@ def test_quick_config_is_the_self_supervised_core(tmp_path):
     counts = job_counts(res.stdout)
     assert counts["train_embedder"] == 2 * 5 * 3 and counts["evaluate_wmd_knn"] == 2 * 5
     assert "train_study_embedder" not in counts and "query_time" not in counts  # --configfile replaces the default
+    # a whole config (not merged over the default), so it must not drift from the default's settings
+    quick = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for key in ("data", "model", "train", "evaluation", "ot"):
+        assert quick[key] == default[key], key
+    for name, dataset in quick["datasets"].items():
+        assert dataset == {k: v for k, v in default["datasets"][name].items() if k != "external"}, name
+    assert quick["method_params"] == {m: default["method_params"][m] for m in quick["method_params"]}
 
 
 def test_workflow_lint_is_clean():

@@ -112,9 +112,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     seed = int(train_cfg.get("seed", 0))
     if args.all_documents and args.metrics_out:
         raise DmlReproError("train --all-documents has no test split to evaluate (drop --metrics-out)")
-    labelled = None  # the kNN gallery: the split's train part unless a small-data subsample
     if args.all_documents:  # an external corpus: every document, no labels, no selection
-        fit, val = np.arange(len(ps)), np.empty(0, np.int64)
+        fit, val, labelled = np.arange(len(ps)), np.empty(0, np.int64), None
         train_cfg["selection"] = "last"
     else:
         if not args.splits:
@@ -123,11 +122,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         k = args.split
         if k >= len(splits.train):
             raise DmlReproError(f"{args.splits}: split {k} requested, file holds {len(splits.train)}")
-        fit, val = splits.fit(k), splits.val[k]
+        fit, val, labelled = splits.training_parts(ps.labels, k, args.samples_per_class)
         seed += k
-        if args.samples_per_class:
-            fit, val = splits.small_data(ps.labels, k, args.samples_per_class)
-            labelled = np.union1d(fit, val)
     emd = np.load(args.emd, mmap_mode="r") if args.emd else None
     result = train_embedder(ps, emd, fit, val, args.method, params.get("method_params", {}), params["model"],
                             train_cfg, args.out_dir, seed=seed, init_model=args.init_model)
@@ -173,10 +169,7 @@ def cmd_bert(args: argparse.Namespace) -> None:
         raise DmlReproError(f"split {k} requested, only {len(splits.train)} exist")
     params.setdefault("device", "auto")
     seed = int(params.pop("seed", 0)) + k
-    fit, val, labelled = splits.fit(k), splits.val[k], None
-    if args.samples_per_class:  # Fig. 4: the same subsample as the other methods' runs
-        fit, val = splits.small_data(labels, k, args.samples_per_class)
-        labelled = np.union1d(fit, val)
+    fit, val, labelled = splits.training_parts(labels, k, args.samples_per_class)  # Fig. 4: the others' subsample
     embeddings = finetune_bert(texts, labels, fit, val, args.out_dir, seed=seed, knn_k=args.knn_k, **params)
     save_npy(Path(args.out_dir) / "embeddings.npy", embeddings)
     data = SimpleNamespace(labels=labels, meta={"data_source": source})
@@ -193,7 +186,7 @@ def evaluate_run(ps, splits, k: int, method: str, dataset: str, recall_ks: Seque
     gallery (Recall@K); from embeddings, or from the EMD matrix for the WMD baseline.
     ``labelled`` replaces the train gallery (small-data study: only the subsample's labels are known)."""
     from dmlrepro.evaluation.retrieval import evaluate_distances, evaluate_embeddings
-    train = np.asarray(splits.train[k]) if labelled is None else np.sort(np.asarray(labelled))
+    train = np.asarray(splits.train[k] if labelled is None else labelled)
     test = np.asarray(splits.test[k])
     ks = [int(x) for x in recall_ks]
     if embeddings is not None:

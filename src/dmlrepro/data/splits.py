@@ -56,6 +56,15 @@ class Splits:
         seed = int(self.meta.get("seed", 0)) * 1000 + k
         return subsample_train(labels, self.train[k], samples_per_class, float(self.meta.get("val_size", 0.2)), seed)
 
+    def training_parts(self, labels: Sequence[int], k: int,
+                       samples_per_class: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(fit, val, labelled)`` of split ``k``: documents to fit on, to select on, and whose labels
+        the kNN classifier may use (the train part; in the small-data study only the subsample)."""
+        if not samples_per_class:
+            return self.fit(k), self.val[k], self.train[k]
+        fit, val = self.small_data(labels, k, samples_per_class)
+        return fit, val, np.union1d(fit, val)
+
     # ------------------------------------------------------------------ checks and I/O
     def validate(self, n_documents: int | None = None, source: str = "splits") -> None:
         """Raise :class:`DmlReproError` naming the first part that breaks the rules."""

@@ -632,8 +632,8 @@ def exact_wmd_knn(docs: PreparedDocs, queries: Sequence[int], gallery: Sequence[
     ``stats``: ``queries``, ``gallery``, ``k``, ``strategy``, ``pairs_total`` (query-candidate
     pairs), ``pairs_exact`` (WMDs solved), ``pruned_wcd``, ``pruned_rwmd`` (RWMD or reduced
     RWMD), ``pruned_ict``, ``pruned_dual``, with ``pairs_exact`` plus the four pruned counts
-    ``== pairs_total``; a pair counts under the last bound computed for it, the one that ruled it out. Also CPU seconds summed
-    over processes: ``seconds_bounds`` and ``seconds_exact``.
+    ``== pairs_total``; a pair counts under the last bound computed for it, the one that ruled it
+    out. Also CPU seconds summed over processes: ``seconds_bounds`` and ``seconds_exact``.
     """
     if strategy not in STRATEGIES:
         raise DmlReproError(f"kNN search: unknown strategy '{strategy}' ({' | '.join(STRATEGIES)})")
