@@ -9,7 +9,7 @@ from dmlrepro.ot.engine import PreparedDocs, wmd_and_rwmd
 from dmlrepro.ot.knn import (STRATEGIES, exact_wmd_knn, exhaustive_wmd_knn, pair_lower_bounds, rwmd_lower_bounds,
                              wcd_lower_bounds)
 
-COUNTS = ("pairs_exact", "pruned_wcd", "pruned_rwmd", "pruned_ict", "pruned_dual")
+COUNTS = ("pairs_exact", "pruned_wcd", "pruned_rwmd", "pruned_neighbour", "pruned_ict", "pruned_dual")
 
 
 def slack(d):
@@ -68,7 +68,8 @@ def test_pruned_equals_exhaustive_on_bbcsport(bbc, strategy, k):
     check_stats(got[2], len(queries), len(gallery), k)
     if k == len(gallery):
         assert got[2]["pairs_exact"] == got[2]["pairs_total"]
-    elif strategy == "best_first":  # long documents: the dual bound takes part, and exactly
+    elif strategy == "best_first":  # long documents: the neighbour and dual bounds take part, and exactly
+        assert got[2]["pruned_neighbour"] > 0
         assert got[2]["pruned_dual"] > 0
 
 
@@ -116,6 +117,11 @@ def test_bounds_never_exceed_wmd(fixture, request):
             assert bounds["ict"] >= bounds["reduced_rwmd"] - 1e-12
             if fixture == "bbc" and wmd[pos] > 0:  # long documents: the dual bound is close to the WMD
                 assert bounds["dual"] >= 0.95 * wmd[pos], (bounds["dual"], wmd[pos])
+            # the pair's own optimal potential gives back its WMD; any other document's, a lower bound
+            assert bounds["neighbour"] >= wmd[pos] - 1e-9, (bounds["neighbour"], wmd[pos])
+            for other in (gallery[(pos + 1) % len(gallery)], queries[(row + 1) % len(queries)], q):
+                lent = pair_lower_bounds(docs, int(q), int(gallery[pos]), neighbour=int(other))["neighbour"]
+                assert lent <= wmd[pos] + slack(wmd[pos]), (lent, wmd[pos])
             # Kusner's RWMD matches the engine's (exact ground costs) up to the cost lowering
             assert abs(bounds["rwmd"] - wmd_and_rwmd(docs, int(q), int(gallery[pos]))[1]) < 1e-9
 

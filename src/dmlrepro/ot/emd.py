@@ -46,6 +46,17 @@ def emd_from_cost(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
     return float(value)
 
 
+def emd_potentials_from_cost(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal dual potentials ``(alpha, beta)`` of EMD(a, b; cost): ``alpha_i + beta_j <= C_ij``
+    (up to rounding) with ``a.alpha + b.beta`` the EMD."""
+    if _emd_c is not None:
+        _, _, alpha, beta, status = _emd_c(a, b, cost, MAX_ITER, 1)
+        if status == 1:
+            return np.asarray(alpha), np.asarray(beta)
+    _, log_ = ot.emd(a, b, cost, numItermax=MAX_ITER, log=True)
+    return np.asarray(log_["u"]), np.asarray(log_["v"])
+
+
 def wmd(xa: np.ndarray, wa: np.ndarray, xb: np.ndarray, wb: np.ndarray) -> float:
     """Word Mover's Distance between two documents given their word vectors and raw weights."""
     return emd_from_cost(normalised_weights(wa), normalised_weights(wb), ground_cost(xa, xb))
