@@ -21,6 +21,7 @@ RWMD comes from the same (full) cost matrix at almost no extra cost.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -168,9 +169,25 @@ def _reduced_emd(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray, c
 _WORKER_STACK: StackedDocs | None = None
 
 
+def one_blas_thread():
+    """One BLAS thread (a context manager; called bare, for the process's life): the products here
+    are small and processes fill the cores, and several BLAS threads per process on small products
+    cost 10-20x more than one on a busy machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
 def _init_worker(stack: StackedDocs) -> None:
     global _WORKER_STACK
     _WORKER_STACK = stack
+
+
+def _init_pool_worker(stack: StackedDocs) -> None:
+    _init_worker(stack)
+    one_blas_thread()  # kept for the worker's life
 
 
 def _solve_rows(task: tuple[int, bool]) -> tuple[int, np.ndarray, np.ndarray]:
@@ -190,13 +207,14 @@ def upper_rows(docs: PreparedDocs, rows: Iterable[int], processes: int = 1, shar
     tasks = [(i, shared_mass) for i in rows]
     if processes <= 1 or len(rows) < 2:
         _init_worker(stack)
-        for task in tasks:
-            result = _solve_rows(task)
-            if on_row:
-                on_row(*result)
+        with one_blas_thread():
+            for task in tasks:
+                result = _solve_rows(task)
+                if on_row:
+                    on_row(*result)
         return
     ctx = mp.get_context("fork")  # workers inherit the stacked documents without copying them
-    with ctx.Pool(processes, initializer=_init_worker, initargs=(stack,)) as pool:
+    with ctx.Pool(processes, initializer=_init_pool_worker, initargs=(stack,)) as pool:
         for result in pool.imap_unordered(_solve_rows, tasks, chunksize=max(1, len(tasks) // (processes * 16))):
             if on_row:
                 on_row(*result)

@@ -68,7 +68,6 @@ query's own document id (leave-one-out when queries and gallery overlap).
 from __future__ import annotations
 
 import bisect
-import contextlib
 import heapq
 import math
 import multiprocessing as mp
@@ -80,7 +79,7 @@ from scipy.spatial.distance import cdist
 
 from dmlrepro import DmlReproError
 from dmlrepro.ot.emd import emd_potentials_from_cost, ground_cost
-from dmlrepro.ot.engine import PreparedDocs, wmd_and_rwmd
+from dmlrepro.ot.engine import PreparedDocs, one_blas_thread, wmd_and_rwmd
 
 __all__ = ["exact_wmd_knn", "exhaustive_wmd_knn", "wcd_lower_bounds", "rwmd_lower_bounds", "pair_lower_bounds",
            "document_centroids", "STRATEGIES", "PRUNE_RTOL"]
@@ -632,20 +631,10 @@ class _Search:
 _WORKER: _Search | None = None
 
 
-def _one_blas_thread():
-    """One BLAS thread while searching: the products are small (and processes fill the cores), and
-    several BLAS threads on small products on a busy machine cost 10-20x more than one."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
-
-
 def _init_worker(search: _Search) -> None:
     global _WORKER
     _WORKER = search
-    _one_blas_thread()  # kept for the worker's life
+    one_blas_thread()  # kept for the worker's life
 
 
 def _run_query(task: tuple[int, int]) -> tuple[int, np.ndarray, np.ndarray, dict]:
@@ -686,7 +675,7 @@ def _knn(docs: PreparedDocs, queries: Sequence[int], gallery: Sequence[int], k: 
             stats[key] += s[key]
 
     if processes <= 1 or nq < 2:
-        with _one_blas_thread():
+        with one_blas_thread():
             for row, q in tasks:
                 store(row, *search.run(q))
     else:
