@@ -113,12 +113,13 @@ def test_bounds_never_exceed_wmd(fixture, request):
             for name, value in bounds.items():
                 assert value <= wmd[pos] + slack(wmd[pos]), (name, value, wmd[pos])
             # each tighter bound is at least the looser one it refines
-            assert bounds["batch_reduced_rwmd"] >= bounds["rwmd"] - 1e-12
+            # (the batch passes use float32 costs rounded down: up to ~1e-6 below, never above)
+            assert bounds["batch_reduced_rwmd"] >= bounds["rwmd"] * (1 - 1e-6) - 1e-12
             assert bounds["ict"] >= bounds["reduced_rwmd"] - 1e-12
             if fixture == "bbc" and wmd[pos] > 0:  # long documents: the dual bound is close to the WMD
                 assert bounds["dual"] >= 0.95 * wmd[pos], (bounds["dual"], wmd[pos])
             # the pair's own optimal potential gives back its WMD; any other document's, a lower bound
-            assert bounds["neighbour"] >= wmd[pos] - 1e-9, (bounds["neighbour"], wmd[pos])
+            assert bounds["neighbour"] >= wmd[pos] * (1 - 1e-5) - 1e-9, (bounds["neighbour"], wmd[pos])
             for other in (gallery[(pos + 1) % len(gallery)], queries[(row + 1) % len(queries)], q):
                 lent = pair_lower_bounds(docs, int(q), int(gallery[pos]), neighbour=int(other))["neighbour"]
                 assert lent <= wmd[pos] + slack(wmd[pos]), (lent, wmd[pos])

@@ -56,7 +56,9 @@ float64 rounding, by which a bound can exceed the computed WMD of the same pair 
 documents can get a WCD of 1e-17 and a WMD of exactly 0); with it, a pruned candidate's WMD is
 surely above ``d_k``, so a candidate that ties with the k-th distance is always solved and
 ranked by position. The matrix-product ground costs are lowered by a bound on their rounding
-error, so they never exceed the exact Euclidean distance. Exact values come from
+error, so they never exceed the exact Euclidean distance; the batch passes over every gallery
+word (reduced RWMD, neighbour potential) read a float32 copy, rounded down, and lower the
+neighbour bound by more than float32's rounding, so they stay bounds (about 1e-6 looser). Exact values come from
 :func:`dmlrepro.ot.engine.wmd_and_rwmd` in both functions, so pruned and exhaustive distances
 are identical, bit for bit.
 
@@ -267,8 +269,11 @@ class _QueryBounds:
         g, a = self.g, self.a
         cost = np.sqrt(_lowered_sq_distances(self.x, self.x_sq, g.vectors, g.sq_norms))  # (V, u)
         self.cost = cost
+        # float32 copy for the batch gathers (half the memory traffic), rounded down: never above
+        self.cost32 = (cost * (1.0 - 2.0 ** -21)).astype(np.float32)
+        self.cost_max = float(cost.max(initial=0.0))
         shared_rows = np.flatnonzero(self.query_pos >= 0)
-        other = cost.copy()  # the same costs, a word no longer reaching its own copy
+        other = self.cost32.copy()  # the same costs, a word no longer reaching its own copy
         other[shared_rows, self.query_pos[shared_rows]] = np.inf
         n = len(g.starts)
         occ_pos = self.query_pos[g.word]  # per word of each entry: its position in the query, or -1
@@ -277,7 +282,8 @@ class _QueryBounds:
         b_excess = g.weights.copy()
         b_excess[occ_shared] = np.maximum(b_excess[occ_shared] - a[occ_pos[occ_shared]], 0.0)
         plain_b = np.add.reduceat(g.weights * cost.min(axis=1)[g.word], g.starts) if plain else None
-        reduced_b = np.add.reduceat(_finite_product(b_excess, other.min(axis=1)[g.word]), g.starts)
+        reduced_b = np.add.reduceat(_finite_product(b_excess, other.min(axis=1)[g.word].astype(np.float64)),
+                                    g.starts)
         # query side: per entry, each query word's excess over the entry's mass of it
         b_of_query = np.zeros((n, len(a)))
         b_of_query[g.entry[occ_shared], occ_pos[occ_shared]] = g.weights[occ_shared]
@@ -292,7 +298,7 @@ class _QueryBounds:
             words, starts = g.word[lo:hi], g.starts[i:stop] - lo
             if plain:
                 plain_a[i:stop] = np.minimum.reduceat(cost[words], starts, axis=0) @ a
-            nearest_other = np.minimum.reduceat(other[words], starts, axis=0)
+            nearest_other = np.minimum.reduceat(other[words], starts, axis=0).astype(np.float64)
             reduced_a[i:stop] = _finite_product(a_excess[i:stop], nearest_other).sum(axis=1)
             i = stop
         self.rwmd = np.maximum(plain_a, plain_b) if plain else None
@@ -376,6 +382,10 @@ class _QueryBounds:
         if not np.all(np.isfinite(alpha)):
             return np.zeros(len(positions))
         sink = (cost - alpha[None, :]).min(axis=1)  # per distinct gallery word
+        # the per-candidate transform runs in float32 (half the memory traffic); lowering it by
+        # more than its rounding and sink's (each < 2^-24 of max|C| + max|g|) keeps it feasible
+        sink32 = sink.astype(np.float32)
+        lowered_by = 2.0 ** -21 * (self.cost_max + float(np.abs(sink).max()))
         lengths = g.lengths[positions]
         ends = np.cumsum(lengths)
         per_block = max(1, self.BLOCK // len(a))
@@ -387,8 +397,9 @@ class _QueryBounds:
             seg_start = np.cumsum(seg_len) - seg_len
             occ = np.repeat(g.starts[positions[i:stop]] - seg_start, seg_len) + np.arange(seg_start[-1] + seg_len[-1])
             words = g.word[occ]
-            source = np.minimum.reduceat(cost[words] - sink[words][:, None], seg_start, axis=0)
-            out[i:stop] = source @ a + np.add.reduceat(g.weights[occ] * sink[words], seg_start)
+            source = np.minimum.reduceat(self.cost32[words] - sink32[words][:, None], seg_start, axis=0)
+            out[i:stop] = (source.astype(np.float64) - lowered_by) @ a + np.add.reduceat(g.weights[occ] * sink[words],
+                                                                                          seg_start)
             i = stop
         return out
 
