@@ -106,8 +106,8 @@ def breakdown(name: str, n_docs: int) -> str:
             f"+ the rest {rest:.2f} s ({100 * rest / t_all:.0f}%)")
 
 
-def scaling(name: str) -> list[str]:
-    """Seconds per pair by document length, and the projected all-pairs time by collection size."""
+def scaling(name: str) -> tuple[list[str], str, list[tuple[float, float]]]:
+    """Milliseconds per pair by document length: table rows, the fitted power, (words, ms) points."""
     from dmlrepro.ot.engine import PreparedDocs, wmd_and_rwmd
     ps = load_dataset(name)
     docs = PreparedDocs.from_pointsets(ps)
@@ -130,24 +130,26 @@ def scaling(name: str) -> list[str]:
         ys.append(np.log(per_pair))
         lines.append(f"| {name} | {lo}-{hi} | {lengths[pick].mean():.0f} | {1e3 * per_pair:.3f} |")
     slope = np.polyfit(xs, ys, 1)[0] if len(xs) >= 2 else float("nan")
-    lines.append(f"\nPer-pair time grows as (words per document)^{slope:.2f} on {name}.")
-    return lines
+    growth = f"Per-pair time grows as (words per document)^{slope:.2f} on {name}."
+    return lines, growth, [(float(np.exp(x)), 1e3 * float(np.exp(y))) for x, y in zip(xs, ys)]
 
 
-def collection_scaling(name: str, sizes: list[int], seconds: float) -> list[str]:
+def collection_scaling(name: str, sizes: list[int], seconds: float) -> tuple[list[str], list[tuple[int, float]],
+                                                                                tuple[int, float] | None]:
     """All-pairs time against the number of documents, measured, not assumed.
 
     For each size a random collection of that many documents is drawn; whole rows (document i
     against every j > i, what one shard job does) are solved for about ``seconds``; the measured
     pairs/s projects the n(n-1)/2 pairs of the whole collection. The smallest size is also solved
-    completely, which checks the projection.
+    completely, which checks the projection. Returns the table's lines, (n, pairs/s) per size and
+    (n, seconds) of that complete 2-process run.
     """
     from dmlrepro.ot.engine import PreparedDocs, StackedDocs, all_pairs_wmd, solve_row
     full = load_dataset(name)
     lines = ["", f"All-pairs exact WMD against the number of documents ({name}, engine, 1 process):", "",
              "| documents | pairs | rows timed | pairs timed | pairs/s | projected all-pairs, 1 process | "
              "projected, 2 processes | measured all-pairs, 2 processes |", "|---|---|---|---|---|---|---|---|"]
-    rates = []
+    rates, checked = [], None
     for n in [s for s in sizes if s <= len(full)]:
         docs = PreparedDocs.from_pointsets(sample(full, n, seed=1))
         stack = StackedDocs(docs)
@@ -165,6 +167,7 @@ def collection_scaling(name: str, sizes: list[int], seconds: float) -> list[str]
         if n == min(sizes):
             _, t_full = timed(all_pairs_wmd, docs, 2)
             measured = f"{t_full:.0f} s"
+            checked = (n, t_full)
         lines.append(f"| {n:,} | {total:,} | {done} | {pairs:,} | {rate:.0f} | {_duration(total / rate)} | "
                      f"{_duration(total / rate / 2)} | {measured} |")
         print(lines[-1], flush=True)
@@ -173,7 +176,36 @@ def collection_scaling(name: str, sizes: list[int], seconds: float) -> list[str]
         lines.append(f"\nAll-pairs time grows as n^{slope:.2f} on {name} (n(n-1)/2 pairs at a near-constant "
                      "rate per pair: each pair is its own transport problem). 2-process projections assume "
                      "both cores are free.")
-    return lines
+    return lines, rates, checked
+
+
+def plot_scaling(per_length: dict[str, list[tuple[float, float]]], name: str, rates: list[tuple[int, float]],
+                 checked: tuple[int, float] | None) -> None:
+    """``results/allpairs_scaling.png``: ms per pair against words per document, and all-pairs
+    time against the number of documents (projected from the measured rate; the checked point)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from dmlrepro.reporting.figures import save_figure
+    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    for dataset, points in per_length.items():
+        if points:
+            left.loglog(*zip(*points), "o-", label=dataset)
+    left.set(xlabel="words per document (mean of the bucket)", ylabel="ms per pair (engine, 1 process)",
+             title="Exact WMD: cost per pair")
+    left.legend()
+    if rates:
+        sizes = np.array([n for n, _ in rates], dtype=float)
+        hours = sizes * (sizes - 1) / 2 / np.array([r for _, r in rates]) / 3600
+        right.loglog(sizes, hours, "o-", label="projected, 1 process")
+        right.loglog(sizes, hours / 2, "o--", label="projected, 2 processes")
+        if checked:
+            right.loglog([checked[0]], [checked[1] / 3600], "k*", markersize=12, label="measured, 2 processes")
+        right.legend()
+    right.set(xlabel="documents", ylabel="hours for all pairs", title=f"All-pairs exact WMD, {name}")
+    save_figure(fig, RESULTS / "allpairs_scaling.png")
 
 
 def _duration(seconds: float) -> str:
@@ -202,13 +234,18 @@ def main() -> None:
         rows.append("| " + " | ".join(compare(name, args.docs or DEFAULT_DOCS[name], not args.no_pyemd)) + " |")
     notes = [breakdown(name, min(args.docs or DEFAULT_DOCS[name], 60)) for name in args.dataset]
     scale = ["| dataset | words/doc bucket | mean words | ms per pair (engine, 1 process) |", "|---|---|---|---|"]
+    growths, per_length = [], {}
     for name in args.dataset:
-        scale += scaling(name)
+        lines, growth, per_length[name] = scaling(name)
+        scale += lines
+        growths.append(growth)
+    scale += [""] + growths
     for line in notes + scale:
         print(line)
-    projection = collection_scaling(args.scale_dataset, args.scale_docs, args.scale_seconds)
+    projection, rates, checked = collection_scaling(args.scale_dataset, args.scale_docs, args.scale_seconds)
     for line in projection:
         print(line)
+    plot_scaling(per_length, args.scale_dataset, rates, checked)
     legend = ("Errors are against `ot.emd2` on exact (cdist) ground costs; the plain POT loop's error comes "
               "from `ot.dist`'s expansion formula.")
     append_markdown(RESULTS / "allpairs.md", "All-pairs exact WMD",
