@@ -185,6 +185,7 @@ def plot_scaling(per_length: dict[str, list[tuple[float, float]]], name: str, ra
     time against the number of documents (projected from the measured rate; the checked point)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
 
     from dmlrepro.reporting.figures import save_figure
     fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
@@ -203,6 +204,8 @@ def plot_scaling(per_length: dict[str, list[tuple[float, float]]], name: str, ra
         right.loglog(sizes, hours / 2, "o--", label="projected, 2 processes")
         if checked:
             right.loglog([checked[0]], [checked[1] / 3600], "k*", markersize=12, label="measured, 2 processes")
+        right.set_xticks(sizes, labels=[f"{int(n):,}" for n in sizes])
+        right.xaxis.set_minor_locator(NullLocator())
         right.legend()
     right.set(xlabel="documents", ylabel="hours for all pairs", title=f"All-pairs exact WMD, {name}")
     save_figure(fig, RESULTS / "allpairs_scaling.png")
