@@ -47,7 +47,7 @@ pair is solved only when no bound can rule it out at that point, and the k-th di
 fast as the bounds allow.
 
 Both return the same lists; ``"best_first"`` solves far fewer pairs exactly than the paper's
-walk (BBCSport, k = 10: 2.7% against 48%) and is 4-8x faster (``benchmarks/bench_knn.py``).
+walk (BBCSport, k = 10: 2.7% against 48%) and is 4-6x faster (``benchmarks/bench_knn.py``).
 
 Pruning is exact, ties included: a candidate at position ``p`` with lower bound ``L`` is pruned
 only if it cannot enter the top ``k`` whose last member is ``(d_k, p_k)``, i.e. when ``L > t``,
