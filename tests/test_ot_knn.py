@@ -229,3 +229,26 @@ def test_bad_arguments(bbc):
         exact_wmd_knn(docs, [len(docs)], gallery, 1)
     with pytest.raises(DmlReproError, match="strategy"):
         exact_wmd_knn(docs, queries, gallery, 1, strategy="fast")
+
+
+# ------------------------------------------------------------------------------------ new queries
+def test_search_index_answers_new_documents_like_the_collection_search(bbcsport_pointsets):
+    from dmlrepro.ot.knn import WmdSearchIndex
+    pick = np.random.default_rng(3).choice(len(bbcsport_pointsets), 70, replace=False)
+    ps = bbcsport_pointsets.subset(pick)
+    queries, gallery = np.arange(6), np.arange(6, 70)
+    index = WmdSearchIndex(ps.subset(gallery), 4)
+    ref = exhaustive_wmd_knn(PreparedDocs.from_pointsets(ps), queries, gallery, 4)
+    for row, q in enumerate(queries):
+        idx, dist, stats = index.query(*ps.doc(int(q)))
+        np.testing.assert_array_equal(idx, ref[0][row])
+        np.testing.assert_allclose(dist, ref[1][row], rtol=0, atol=1e-12)  # word order may differ: rounding only
+        assert sum(stats[key] for key in COUNTS) == stats["pairs_total"] == len(gallery)
+    assert len(index.docs) == len(gallery)  # the query was taken out again
+    # a gallery document asked as a new one finds itself at distance 0
+    idx, dist, _ = index.query(*ps.doc(10))
+    assert idx[0] == 4 and dist[0] == 0.0
+    with pytest.raises(DmlReproError, match="k must be"):
+        WmdSearchIndex(ps.subset(gallery), 0)
+    with pytest.raises(DmlReproError, match="does not match"):
+        index.query(np.zeros((3, 7)), np.ones(3))

@@ -24,6 +24,7 @@ from dmlrepro.evaluation.query_time import (
     ClassicEMDSearch,
     EmbeddingSearch,
     QueryPreprocessor,
+    PrunedEMDSearch,
     ThresholdEMDSearch,
     queries_from_split,
     rank_top_k,
@@ -68,22 +69,23 @@ def run(amazon, model):
 
 def test_stages_add_up_to_total(run, model):
     df, summary = run
-    assert set(df["method"]) == {"classic_emd", "threshold_emd", "ours"}
-    assert len(df) == 3 * 3 * len(STAGES)
+    assert set(df["method"]) == {"classic_emd", "threshold_emd", "pruned_emd", "ours"}
+    assert len(df) == 4 * 3 * len(STAGES)
     wide = df.pivot_table(index=["method", "query"], columns="stage", values="seconds")
     np.testing.assert_allclose(wide["preprocessing"] + wide["encoding"] + wide["distance"], wide["total"], rtol=1e-12)
     assert (df["seconds"] >= 0).all()
     totals = df[df["stage"] == "total"]
     assert (totals["wall_seconds"] >= totals["seconds"]).all()
     encoding = df[df["stage"] == "encoding"].set_index("method")
-    assert (encoding.loc[["classic_emd", "threshold_emd"], "seconds"] == 0).all()
-    assert not encoding.loc[["classic_emd", "threshold_emd"], "applicable"].any()
+    emd_methods = ["classic_emd", "threshold_emd", "pruned_emd"]
+    assert (encoding.loc[emd_methods, "seconds"] == 0).all()
+    assert not encoding.loc[emd_methods, "applicable"].any()
     assert encoding.loc["ours", "applicable"].all() and (encoding.loc["ours", "seconds"] > 0).all()
     # the three timed queries are distinct and none is the warm-up
     assert len(set(summary["query_ids"])) == 3 and summary["warmup_query_id"] not in summary["query_ids"]
     assert summary["ours_parameters"] == count_parameters(model)
     assert summary["methods_not_run"] == ["bert"]
-    for method in ("classic_emd", "threshold_emd"):
+    for method in ("classic_emd", "threshold_emd", "pruned_emd"):
         assert summary["speedup_distance"][method] > 0
         assert summary["stages"][method]["distance"]["n"] == 3
     assert summary["paper_speedup_distance"] == {"classic_emd": 905.9, "threshold_emd": 39.625}
@@ -115,6 +117,18 @@ def test_emd_searches_compute_exact_wmd(amazon):
 
     fast = time_query(ThresholdEMDSearch(gallery, threshold=None), preprocess, doc.text, doc.doc_id, k=5)
     np.testing.assert_allclose(fast.result.distances, reference, rtol=FASTEMD_RTOL)
+
+    # the pruned search: classic EMD's top k and their exact distances; the rest ruled out (inf)
+    for k in (1, 5, len(gallery)):
+        pruned = time_query(PrunedEMDSearch(gallery, k), preprocess, doc.text, doc.doc_id, k=k)
+        np.testing.assert_array_equal(pruned.result.top_k, np.argsort(reference, kind="stable")[:k])
+        np.testing.assert_allclose(pruned.result.distances[pruned.result.top_k], reference[pruned.result.top_k],
+                                   rtol=1e-10)
+        assert np.sum(np.isfinite(pruned.result.distances)) == k
+    # a gallery document's own text finds itself at distance 0 (its words are all shared)
+    own = amazon["gallery_docs"][3]
+    pruned = time_query(PrunedEMDSearch(gallery, 2), preprocess, own.text, own.doc_id, k=2)
+    assert pruned.result.top_k[0] == 3 and pruned.result.distances[3] == 0.0
 
 
 def test_threshold_emd_uses_the_thresholded_ground_distance(amazon):

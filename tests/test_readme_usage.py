@@ -35,3 +35,5 @@ def test_engine_usage_block_runs(shared_data, capsys):
     np.testing.assert_allclose(plain[idx[0]], dist[0], atol=1e-8)
     assert wmd.shape == (40, 40) and np.array_equal(wmd, wmd.T) and np.all(np.diag(wmd) == 0)
     np.testing.assert_allclose(wmd[0, 1:6], [plain_wmd(ps, 0, j) for j in range(1, 6)], atol=1e-8)
+    np.testing.assert_array_equal(namespace["idx_new"], idx[0])  # the index answers as the collection search
+    np.testing.assert_allclose(namespace["dist_new"], dist[0], atol=1e-12)

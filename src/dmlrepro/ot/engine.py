@@ -47,21 +47,29 @@ class PreparedDocs:
         vecs, ws, ids = [], [], []
         for i in range(len(ps)):
             s, e = ps.offsets[i], ps.offsets[i + 1]
-            v = ps.vectors[s:e].astype(np.float64)
-            w = normalised_weights(ps.weights[s:e])
-            vid = inverse[s:e]
-            if len(np.unique(vid)) < len(vid):  # repeated vectors inside a document: merge their mass
-                uniq, first, inv = np.unique(vid, return_index=True, return_inverse=True)
-                w = np.bincount(inv.reshape(-1), weights=w)
-                v, vid = v[first], uniq
-            order = np.argsort(vid, kind="stable")
-            vecs.append(np.ascontiguousarray(v[order]))
-            ws.append(np.ascontiguousarray(w[order]))
-            ids.append(vid[order])
+            v, w, vid = prepare_document(ps.vectors[s:e], ps.weights[s:e], inverse[s:e])
+            vecs.append(v)
+            ws.append(w)
+            ids.append(vid)
         return cls(vecs, ws, ids)
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+
+def prepare_document(vectors: np.ndarray, weights: np.ndarray,
+                     vector_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One document as the engine holds it: float64 vectors, normalised weights, the mass of
+    repeated vectors (equal ids) merged, sorted by id."""
+    v = np.asarray(vectors).astype(np.float64)
+    w = normalised_weights(weights)
+    vid = np.asarray(vector_ids).reshape(-1)
+    if len(np.unique(vid)) < len(vid):  # repeated vectors inside a document: merge their mass
+        uniq, first, inv = np.unique(vid, return_index=True, return_inverse=True)
+        w = np.bincount(inv.reshape(-1), weights=w)
+        v, vid = v[first], uniq
+    order = np.argsort(vid, kind="stable")
+    return np.ascontiguousarray(v[order]), np.ascontiguousarray(w[order]), vid[order]
 
 
 def wmd_and_rwmd(docs: PreparedDocs, i: int, j: int, shared_mass: bool = True) -> tuple[float, float]:

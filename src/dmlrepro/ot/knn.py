@@ -80,10 +80,11 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from dmlrepro import DmlReproError
+from dmlrepro.data.pointsets import Pointsets
 from dmlrepro.ot.emd import emd_potentials_from_cost, ground_cost
-from dmlrepro.ot.engine import PreparedDocs, one_blas_thread, wmd_and_rwmd
+from dmlrepro.ot.engine import PreparedDocs, one_blas_thread, prepare_document, wmd_and_rwmd
 
-__all__ = ["exact_wmd_knn", "exhaustive_wmd_knn", "wcd_lower_bounds", "rwmd_lower_bounds", "pair_lower_bounds",
+__all__ = ["exact_wmd_knn", "exhaustive_wmd_knn", "WmdSearchIndex", "wcd_lower_bounds", "rwmd_lower_bounds", "pair_lower_bounds",
            "document_centroids", "STRATEGIES", "PRUNE_RTOL"]
 
 PRUNE_RTOL = 1e-12  # relative tolerance (absolute below 1) before a bound may prune; see module docstring
@@ -727,3 +728,44 @@ def exhaustive_wmd_knn(docs: PreparedDocs, queries: Sequence[int], gallery: Sequ
     Same arguments and results; ``pairs_exact == pairs_total`` and nothing is pruned.
     """
     return _knn(docs, queries, gallery, k, exclude_self, processes, "exhaustive")
+
+
+class WmdSearchIndex:
+    """A gallery prepared once for exact k-NN queries that arrive one at a time (new documents).
+
+    ``query(vectors, weights)`` gives the same neighbours and distances as
+    :func:`exact_wmd_knn` would with the query inside the collection: gallery positions ranked
+    by ``(distance, position)``, exact WMDs, and the search's stats. Query words equal to a
+    gallery vector (byte for byte) share its id, so the shared-mass reduction applies to them.
+    """
+
+    def __init__(self, gallery: Pointsets, k: int):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(gallery):
+            raise DmlReproError(f"WMD search index: k must be an integer in 1..{len(gallery)}, got {k!r}")
+        self.dtype = gallery.vectors.dtype
+        self.docs = PreparedDocs.from_pointsets(gallery)
+        distinct = np.unique(gallery.vectors, axis=0)  # the order PreparedDocs numbers them in
+        self._id_of = {row.tobytes(): i for i, row in enumerate(distinct)}
+        self._n = len(gallery)
+        self._search = _Search(self.docs, np.arange(self._n), int(k), exclude_self=False, strategy="best_first")
+
+    def query(self, vectors: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        vectors = np.ascontiguousarray(np.asarray(vectors, dtype=self.dtype))
+        if vectors.ndim != 2 or vectors.shape[1] != self.docs.vectors[0].shape[1] or len(vectors) != len(weights):
+            raise DmlReproError(f"WMD search index: query of {vectors.shape} vectors and {len(weights)} weights "
+                                f"does not match the gallery's {self.docs.vectors[0].shape[1]}-d vectors")
+        known = np.array([self._id_of.get(row.tobytes(), -1) for row in vectors], dtype=np.int64)
+        unknown = np.flatnonzero(known < 0)
+        if len(unknown):  # new words: fresh ids past the gallery's, equal rows sharing one
+            _, fresh = np.unique(vectors[unknown], axis=0, return_inverse=True)
+            known[unknown] = len(self._id_of) + fresh.reshape(-1)
+        v, w, vid = prepare_document(vectors, weights, known)
+        docs = self.docs
+        docs.vectors.append(v)
+        docs.weights.append(w)
+        docs.vector_ids.append(vid)
+        try:
+            with one_blas_thread():
+                return self._search.run(self._n)
+        finally:
+            del docs.vectors[self._n:], docs.weights[self._n:], docs.vector_ids[self._n:]
