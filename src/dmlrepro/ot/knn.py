@@ -93,7 +93,6 @@ ICT_COLUMNS = 8  # ICT fills each word's nearest 7 words; the rest of its mass c
 ICT_SORT_COLUMNS = 32  # up to this many words on the other side, ICT sorts whole rows instead
 ICT_GROUP = 32  # short documents: candidates whose ICT is computed in one vectorised call
 
-NEIGHBOUR_POTENTIALS = 1  # how many of the nearest documents solved so far lend their query potential
 DUAL_MIN_WORDS = 24  # the dual bound only where an exact solve costs more than it (both sides this long)
 DUAL_ITERATIONS = 15
 DUAL_EPS = 0.02  # Sinkhorn's epsilon relative to the pair's mean ground cost
@@ -441,6 +440,16 @@ def _threshold(kth_distance: float) -> float:
     return kth_distance + PRUNE_RTOL * max(1.0, kth_distance)
 
 
+def _retightened(old: float, new: float, position: int, stage: int, threshold: float, kth_position: int,
+                 counts: dict, pruned_by: str) -> tuple[float, int, int] | None:
+    """A candidate's heap entry with its tighter bound, or None (counted under ``pruned_by``) when it prunes."""
+    tighter = max(float(new), old)
+    if _prunes(tighter, threshold, position, kth_position):
+        counts[pruned_by] += 1
+        return None
+    return tighter, position, stage
+
+
 def _prunes(bound: float, threshold: float, position: int, kth_position: int) -> bool:
     """Can a candidate with this lower bound not enter the top k? (``threshold`` from :func:`_threshold`)."""
     return bound > threshold or (bound == threshold and position > kth_position)
@@ -569,20 +578,16 @@ class _Search:
                 else:
                     ict = [qb.ict(p)]
                 for (b_old, p_old), b_new in zip(group, ict):
-                    tighter = max(float(b_new), b_old)
-                    if _prunes(tighter, threshold, p_old, kth_p):
-                        counts["pruned_ict"] += 1
-                    else:
-                        heapq.heappush(heap, (tighter, p_old, _ICT))
+                    item = _retightened(b_old, b_new, p_old, _ICT, threshold, kth_p, counts, "pruned_ict")
+                    if item:
+                        heapq.heappush(heap, item)
                 t_bounds += time.perf_counter() - t0
                 continue
             if len(top) == k and stage in (_NEIGHBOUR, _ICT) and long_pair:
                 t0 = time.perf_counter()
-                tighter = max(qb.dual(p), bound)
-                if _prunes(tighter, threshold, p, kth_p):
-                    counts["pruned_dual"] += 1
-                else:
-                    heapq.heappush(heap, (tighter, p, _DUAL))
+                item = _retightened(bound, qb.dual(p), p, _DUAL, threshold, kth_p, counts, "pruned_dual")
+                if item:
+                    heapq.heappush(heap, item)
                 t_bounds += time.perf_counter() - t0
                 continue
             t0 = time.perf_counter()
@@ -601,7 +606,7 @@ class _Search:
                 if not neighbour_done:  # the top k is first full: tighten every bound at once
                     neighbour_done = True
                     t0 = time.perf_counter()
-                    heap = self._neighbour_tighten(q, qb, heap, [p for _, p in top], threshold, kth_p, counts)
+                    heap = self._neighbour_tighten(q, qb, heap, top[0][1], threshold, kth_p, counts)
                     t_bounds += time.perf_counter() - t0
         if heap:  # everything left is pruned: attribute it to the bound that did it
             bound, pos, stage = (np.array(col) for col in zip(*heap))
@@ -615,26 +620,19 @@ class _Search:
         return top
 
 
-    def _neighbour_tighten(self, q: int, qb: _QueryBounds, heap: list, nearest_positions: list[int], threshold: float, kth_p: int,
-                           counts: dict) -> list:
+    def _neighbour_tighten(self, q: int, qb: _QueryBounds, heap: list, nearest: int, threshold: float,
+                           kth_p: int, counts: dict) -> list:
         """Raise the bound of every candidate still in play by :meth:`_QueryBounds.neighbour_bounds`,
         with the optimal query potential of the nearest document solved so far; returns the new heap."""
         live = [i for i, (b, p, stage) in enumerate(heap) if stage == _KEY and not _prunes(b, threshold, p, kth_p)]
         if not live:
             return heap
-        positions = np.array([heap[i][1] for i in live], dtype=np.int64)
-        bounds = np.zeros(len(positions))
-        for nearest in nearest_positions[:NEIGHBOUR_POTENTIALS]:
-            alpha = _query_potential(self.docs, q, int(self.gallery[nearest]))
-            bounds = np.maximum(bounds, qb.neighbour_bounds(alpha, positions))
+        # one potential: those of the 2nd and 3rd nearest prune a little more but cost more than they save
+        alpha = _query_potential(self.docs, q, int(self.gallery[nearest]))
+        bounds = qb.neighbour_bounds(alpha, np.array([heap[i][1] for i in live], dtype=np.int64))
         for i, new in zip(live, bounds.tolist()):
             old, p, _ = heap[i]
-            tighter = max(new, old)
-            if _prunes(tighter, threshold, p, kth_p):
-                counts["pruned_neighbour"] += 1
-                heap[i] = None
-            else:
-                heap[i] = (tighter, p, _NEIGHBOUR)
+            heap[i] = _retightened(old, new, p, _NEIGHBOUR, threshold, kth_p, counts, "pruned_neighbour")
         heap = [item for item in heap if item is not None]
         heapq.heapify(heap)
         return heap
