@@ -81,3 +81,41 @@ def test_row_blocks_of_any_size_give_pot_values(monkeypatch, block_words):
         _, rwmd = engine.solve_row(stack, i)
         expected = [wmd_and_rwmd(docs, i, j)[1] for j in range(i + 1, len(ps))]
         np.testing.assert_allclose(rwmd, expected, atol=1e-12)
+
+
+def test_shared_mass_reduced_problem_keeps_the_emd(bbcsport_small):
+    from dmlrepro.ot.emd import emd_from_cost, ground_cost
+    from dmlrepro.ot.engine import shared_mass_reduced
+    docs = PreparedDocs.from_pointsets(bbcsport_small.subset(np.arange(8)))
+    reduced_some = 0
+    for i in range(len(docs)):
+        for j in range(len(docs)):
+            cost = ground_cost(docs.vectors[i], docs.vectors[j])
+            full = emd_from_cost(docs.weights[i], docs.weights[j], cost)
+            problem = shared_mass_reduced(docs.weights[i], docs.vector_ids[i], docs.weights[j],
+                                          docs.vector_ids[j], cost)
+            if problem is None:  # nothing left to move: only a document against itself here
+                assert i == j and full == pytest.approx(0.0, abs=1e-12)
+                continue
+            moved, a, b, c = problem
+            reduced_some += c.shape != cost.shape
+            assert a.sum() == pytest.approx(1.0) and b.sum() == pytest.approx(1.0)
+            assert moved * emd_from_cost(a, b, c) == pytest.approx(full, abs=1e-10)
+    assert reduced_some > 0  # the reduction took words out somewhere
+
+
+def test_warm_started_solver_gives_the_cold_value(bbcsport_small):
+    """POT's warm start only changes the first basis: any potentials, good or poor, give the same EMD."""
+    from dmlrepro.ot.emd import emd_from_cost, emd_potentials_from_cost, ground_cost
+    from dmlrepro.ot.knn import dual_potentials
+    docs = PreparedDocs.from_pointsets(bbcsport_small.subset(np.arange(6)))
+    rng = np.random.default_rng(0)
+    for i, j in [(0, 1), (2, 3), (4, 5), (1, 4)]:
+        a, b = docs.weights[i], docs.weights[j]
+        cost = ground_cost(docs.vectors[i], docs.vectors[j])
+        value = emd_from_cost(a, b, cost)
+        sinkhorn = dual_potentials(a, b, cost)
+        assert a @ sinkhorn[0] + b @ sinkhorn[1] <= value + 1e-12  # feasible: a lower bound
+        for start in (sinkhorn, emd_potentials_from_cost(a, b, cost),
+                      (rng.normal(size=len(a)), rng.normal(size=len(b)))):
+            assert emd_from_cost(a, b, cost, start) == pytest.approx(value, abs=1e-12)

@@ -155,11 +155,14 @@ def solve_row(stack: StackedDocs, i: int, shared_mass: bool = True,
     return (emd if with_emd else None), rwmd
 
 
-def _reduced_emd(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray, cost: np.ndarray) -> float:
-    """EMD after leaving the mass shared by both documents in place (exact for metric costs)."""
+def shared_mass_reduced(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray,
+                        cost: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The problem left once the mass shared by both documents stays in place (exact for metric
+    costs): ``(moved, a', b', cost')`` with ``EMD = moved * EMD(a', b'; cost')`` and ``a'``, ``b'``
+    normalised; None when nothing is left to move (EMD 0)."""
     _, pa, pb = np.intersect1d(ia, ib, assume_unique=True, return_indices=True)
     if len(pa) == 0:
-        return emd_from_cost(a, b, np.ascontiguousarray(cost))
+        return 1.0, a, b, np.ascontiguousarray(cost)
     a, b = a.copy(), b.copy()
     common = np.minimum(a[pa], b[pb])
     a[pa] -= common
@@ -167,10 +170,18 @@ def _reduced_emd(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray, c
     keep_a, keep_b = a > 1e-15, b > 1e-15
     moved = a[keep_a].sum()
     if moved <= 1e-15 or not keep_b.any():
-        return 0.0
+        return None
     b_left = b[keep_b]
-    return moved * emd_from_cost(a[keep_a] / moved, b_left / b_left.sum(),
-                                 np.ascontiguousarray(cost[np.ix_(keep_a, keep_b)]))
+    return moved, a[keep_a] / moved, b_left / b_left.sum(), np.ascontiguousarray(cost[np.ix_(keep_a, keep_b)])
+
+
+def _reduced_emd(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray, cost: np.ndarray) -> float:
+    """EMD after leaving the mass shared by both documents in place."""
+    reduced = shared_mass_reduced(a, ia, b, ib, cost)
+    if reduced is None:
+        return 0.0
+    moved, a, b, cost = reduced
+    return moved * emd_from_cost(a, b, cost)
 
 
 # ------------------------------------------------------------------------------------ processes

@@ -195,15 +195,16 @@ def _ict(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
     return total + float(left @ work.min(axis=1))  # what is left costs at least the next-nearest column
 
 
-def _dual_bound(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
-    """A lower bound of EMD(a, b; cost) from feasible dual potentials (see the module docstring).
+def dual_potentials(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Feasible dual potentials ``(f, g)`` of EMD(a, b; cost), ``f_i + g_j <= C_ij``, near optimal:
+    ``DUAL_ITERATIONS`` Sinkhorn iterations, then c-transforms both ways (see the module docstring).
 
     Sinkhorn runs in the scaling domain with each row of the kernel shifted by its minimum cost,
-    so no row underflows; if it still breaks down (non-finite potentials) the bound is 0.
+    so no row underflows; if it still breaks down (non-finite potentials) the result is None.
     """
     eps = DUAL_EPS * float(cost.mean())
     if not eps > 0:
-        return 0.0
+        return None
     row_min = cost.min(axis=1)
     kernel = np.exp(-(cost - row_min[:, None]) / eps)
     v = np.ones(len(b))
@@ -213,9 +214,18 @@ def _dual_bound(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
             v = b / (kernel.T @ u)
         f = eps * np.log(u) + row_min
     if not np.all(np.isfinite(f)):
-        return 0.0
+        return None
     g = (cost - f[:, None]).min(axis=0)  # c-transform: f_i + g_j <= C_ij for every i, j
     f = (cost - g[None, :]).min(axis=1)  # and back: still feasible, never smaller
+    return f, g
+
+
+def _dual_bound(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
+    """A lower bound of EMD(a, b; cost) from :func:`dual_potentials` (0 where they break down)."""
+    potentials = dual_potentials(a, b, cost)
+    if potentials is None:
+        return 0.0
+    f, g = potentials
     return float(a @ f + b @ g)
 
 
