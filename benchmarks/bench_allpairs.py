@@ -18,7 +18,7 @@ import time
 import numpy as np
 import ot
 
-from common import RESULTS, append_markdown, load_dataset, sample
+from common import RESULTS, append_markdown, load_dataset, sample, timed
 
 DEFAULT_DOCS = {"bbcsport": 60, "twitter": 400, "amazon": 120}
 
@@ -55,12 +55,6 @@ def pyemd_loop(ps) -> np.ndarray:
             hb = np.concatenate([np.zeros(len(wa)), wb / wb.sum()])
             out[i, j] = emd(ha, hb, cdist(x, x))
     return out + out.T
-
-
-def timed(fn, *args):
-    t0 = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - t0
 
 
 def compare(name: str, n_docs: int, with_pyemd: bool) -> list[str]:

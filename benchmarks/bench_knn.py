@@ -9,8 +9,8 @@ split, seed 0). Times (a) the exhaustive loop every reference implementation run
 ``ot.emd2(a, b, cdist(xa, xb))`` per query-gallery pair in one process, and (b)
 ``exact_wmd_knn`` (best-first, one and two processes) and the paper's walk (``strategy="kusner"``,
 one process), each the median of ``--repeats`` runs (default 3; the POT loop runs once); checks
-that the neighbours equal the POT loop's (ranked by distance, then gallery position); prints a Markdown table and appends it, with a machine line, to
-``benchmarks/results/knn.md``.
+that the neighbours equal the POT loop's (ranked by distance, then gallery position); prints a
+Markdown table and appends it, with a machine line, to ``benchmarks/results/knn.md``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ import ot
 from scipy.spatial.distance import cdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_dataset, machine, mirror  # noqa: E402
+from common import load_dataset, machine, mirror, timed, timed_median  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "knn.md"
@@ -56,21 +55,6 @@ def pot_loop(ps, queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
         for c, (xb, wb) in enumerate(docs):
             out[r, c] = ot.emd2(wa, wb / wb.sum(), cdist(xa, xb.astype(np.float64)), numItermax=1_000_000)
     return out
-
-
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - t0
-
-
-def timed_median(repeats: int, fn, *args, **kwargs):
-    """The first run's result and the median time of ``repeats`` runs: the searches last 0.3-3 s,
-    where a stall of the shared machine or the pool's start-up moves one run by 30% or more
-    (the POT loop, 20-30 s, runs once)."""
-    result, first = timed(fn, *args, **kwargs)
-    times = [first] + [timed(fn, *args, **kwargs)[1] for _ in range(repeats - 1)]
-    return result, float(np.median(times))
 
 
 def compare(pot_idx: np.ndarray, pot_dist: np.ndarray, idx: np.ndarray, dist: np.ndarray) -> tuple[bool, str]:

@@ -31,7 +31,6 @@ and the same with the oracle warm start.
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
@@ -39,7 +38,7 @@ import ot
 from scipy.spatial.distance import cdist
 
 from bench_allpairs import DEFAULT_DOCS
-from common import RESULTS, append_markdown, load_dataset, sample
+from common import RESULTS, append_markdown, load_dataset, sample, timed
 
 DEFAULT_PAIRS = {"bbcsport": 300, "amazon": 600, "twitter": 3000}
 NEAREST_ARCS = 6
@@ -124,12 +123,6 @@ def ortools_flow(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
     if flow.solve() != flow.OPTIMAL:
         return float("nan")
     return flow.optimal_cost() / cost_scale / mass_scale
-
-
-def timed(fn, *args):
-    t0 = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - t0
 
 
 def compare(name: str, n_pairs: int) -> tuple[list[list[str]], str]:

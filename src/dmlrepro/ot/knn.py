@@ -58,9 +58,9 @@ surely above ``d_k``, so a candidate that ties with the k-th distance is always 
 ranked by position. The matrix-product ground costs are lowered by a bound on their rounding
 error, so they never exceed the exact Euclidean distance; the batch passes over every gallery
 word (reduced RWMD, neighbour potential) read a float32 copy, rounded down, and lower the
-neighbour bound by more than float32's rounding, so they stay bounds (about 1e-6 looser). Exact values come from
-:func:`dmlrepro.ot.engine.wmd_and_rwmd` in both functions, so pruned and exhaustive distances
-are identical, bit for bit.
+neighbour bound by more than float32's rounding, so they stay bounds (about 1e-6 looser). Exact
+values come from :func:`dmlrepro.ot.engine.wmd_and_rwmd` in both functions, so pruned and
+exhaustive distances are identical, bit for bit.
 
 Neighbour indices are **positions in** ``gallery`` (``np.asarray(gallery)[idx]`` gives document
 ids). ``exclude_self=True`` leaves out, for each query, every gallery position that holds the
@@ -101,6 +101,7 @@ COUNT_KEYS = ("pairs_total", "pairs_exact", "pruned_wcd", "pruned_rwmd", "pruned
               "pruned_dual")
 TIME_KEYS = ("seconds_bounds", "seconds_exact")
 _EPS = float(np.finfo(np.float64).eps)
+_F32_SLACK = 2.0 ** -21  # float32 rounds within 2^-24 relative: 8x that keeps float32 copies below the costs
 
 # stages of a candidate's bound in the best-first heap
 _KEY, _NEIGHBOUR, _ICT, _DUAL = 0, 1, 2, 3
@@ -287,7 +288,7 @@ class _QueryBounds:
         cost = np.sqrt(_lowered_sq_distances(self.x, self.x_sq, g.vectors, g.sq_norms))  # (V, u)
         self.cost = cost
         # float32 copy for the batch gathers (half the memory traffic), rounded down: never above
-        self.cost32 = (cost * (1.0 - 2.0 ** -21)).astype(np.float32)
+        self.cost32 = (cost * (1.0 - _F32_SLACK)).astype(np.float32)
         self.cost_max = float(cost.max(initial=0.0))
         shared_rows = np.flatnonzero(self.query_pos >= 0)
         # the same costs, a word no longer reaching its own copy: cost32 itself, restored below
@@ -321,7 +322,7 @@ class _QueryBounds:
             nearest_other = np.minimum.reduceat(other[words], starts, axis=0).astype(np.float64)
             reduced_a[i:stop] = _finite_product(a_excess[i:stop], nearest_other).sum(axis=1)
             i = stop
-        other[self_cells] = self.cost[self_cells] * (1.0 - 2.0 ** -21)  # cost32's own values again
+        other[self_cells] = self.cost[self_cells] * (1.0 - _F32_SLACK)  # cost32's own values again
         self.rwmd = np.maximum(plain_a, plain_b) if plain else None
         self.reduced_rwmd = np.maximum(reduced_a, reduced_b)
 
@@ -406,7 +407,7 @@ class _QueryBounds:
         # the per-candidate transform runs in float32 (half the memory traffic); lowering it by
         # more than its rounding and sink's (each < 2^-24 of max|C| + max|g|) keeps it feasible
         sink32 = sink.astype(np.float32)
-        lowered_by = 2.0 ** -21 * (self.cost_max + float(np.abs(sink).max()))
+        lowered_by = _F32_SLACK * (self.cost_max + float(np.abs(sink).max()))
         lengths = g.lengths[positions]
         ends = np.cumsum(lengths)
         per_block = max(1, self.BLOCK // len(a))
@@ -640,7 +641,6 @@ class _Search:
         stats.update(counts, seconds_bounds=t_bounds, seconds_exact=t_exact)
         return top
 
-
     def _neighbour_tighten(self, q: int, qb: _QueryBounds, heap: list, nearest: int, threshold: float,
                            kth_p: int, counts: dict) -> list:
         """Raise the bound of every candidate still in play by :meth:`_QueryBounds.neighbour_bounds`,
@@ -731,9 +731,9 @@ def exact_wmd_knn(docs: PreparedDocs, queries: Sequence[int], gallery: Sequence[
 
     ``stats``: ``queries``, ``gallery``, ``k``, ``strategy``, ``pairs_total`` (query-candidate
     pairs), ``pairs_exact`` (WMDs solved), ``pruned_wcd``, ``pruned_rwmd`` (RWMD or reduced
-    RWMD), ``pruned_ict``, ``pruned_dual``, with ``pairs_exact`` plus the four pruned counts
-    ``== pairs_total``; a pair counts under the last bound computed for it, the one that ruled it
-    out. Also CPU seconds summed over processes: ``seconds_bounds`` and ``seconds_exact``.
+    RWMD), ``pruned_neighbour``, ``pruned_ict``, ``pruned_dual``, with ``pairs_exact`` plus the
+    five pruned counts ``== pairs_total``; a pair counts under the last bound computed for it, the
+    one that ruled it out. Also CPU seconds summed over processes: ``seconds_bounds`` and ``seconds_exact``.
     """
     if strategy not in STRATEGIES:
         raise DmlReproError(f"kNN search: unknown strategy '{strategy}' ({' | '.join(STRATEGIES)})")
