@@ -4,7 +4,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 CORES ?= all
-# torch is pinned (==2.13.0). On a CPU-only machine point pip at PyTorch's CPU index to avoid the
+# torch and torchvision are pinned together (torch==2.14.1, torchvision==0.29.1). On a CPU-only machine point pip at PyTorch's CPU index to avoid the
 # multi-GB CUDA wheel:  make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 SNAKEMAKE_ARGS ?=
@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

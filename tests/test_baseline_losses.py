@@ -13,8 +13,8 @@ from dmlrepro.data.augment import (Augmenter, SetRotations, vector_noise, vector
                                    weight_jitter, word_dropout, word_dropout_with_draws, word_vector_std)
 from dmlrepro.losses.classification import RotationPredictionLoss, SoftmaxClassifierLoss
 from dmlrepro.losses.triplet import WeightedTripletLoss
-from dmlrepro.mining.semihard import SemiHardTripletMiner, label_masks
-from dmlrepro.mining.udml_ss import (UDMLSSLoss, cluster_batches, intermediate_neighbours, kmeans_pseudo_labels,
+from dmlrepro.miners.semihard import SemiHardTripletMiner, label_masks
+from dmlrepro.miners.udml_ss import (UDMLSSLoss, cluster_batches, intermediate_neighbours, kmeans_pseudo_labels,
                                      neighbour_batches, pseudo_positive_mask, udml_ss_loss)
 
 

@@ -1,7 +1,7 @@
 """dmlrepro: reproducible deep metric learning for pointsets and images.
 
 Sub-packages: ``data`` (datasets, pointsets, splits), ``ot`` (EMD, RWMD, WCD),
-``mining`` (pseudo-labels, triplets), ``losses``, ``models``, ``training``,
+``miners`` (pseudo-labels, triplets), ``losses``, ``models``, ``training``,
 ``evaluation``, ``reporting``; ``cli`` is the entry point the workflow calls.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dmlrepro.mining.emd_triplets import Triplets
+from dmlrepro.miners.emd_triplets import Triplets
 
 
 class WeightedTripletLoss(torch.nn.Module):

@@ -3,7 +3,7 @@
 ``objective(model, batch) -> (loss, n_terms)``. An objective is an ``nn.Module`` so that the
 parameters some of them own (a softmax classifier, a rotation head) are optimised and
 checkpointed with the encoder. Losses, miners and augmentations live in ``losses/``,
-``mining/`` and ``data/augment.py``; an objective only composes them.
+``miners/`` and ``data/augment.py``; an objective only composes them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 from dmlrepro import DmlReproError
 from dmlrepro.losses.approx_emd import ApproxEMDLoss
 from dmlrepro.losses.triplet import WeightedTripletLoss
-from dmlrepro.mining.emd_triplets import EMDTripletMiner
+from dmlrepro.miners.emd_triplets import EMDTripletMiner
 
 
 @dataclass
@@ -76,7 +76,7 @@ class SupervisedTripletObjective(Objective):
 
     def __init__(self, margin: float = 0.1, distance: str = "squared"):
         super().__init__()
-        from dmlrepro.mining.semihard import SemiHardTripletMiner
+        from dmlrepro.miners.semihard import SemiHardTripletMiner
         self.miner = SemiHardTripletMiner(distance=distance)
         self.loss = WeightedTripletLoss(margin)
 
@@ -129,13 +129,13 @@ class ExemplarObjective(Objective):
 
 
 class UDMLSSObjective(Objective):
-    """UDML-SS (Cao et al.), adapted to sets in ``mining/udml_ss.py``: positives are neighbours
+    """UDML-SS (Cao et al.), adapted to sets in ``miners/udml_ss.py``: positives are neighbours
     in a fixed intermediate space (document centroids), plus a transform-prediction task."""
 
     def __init__(self, centroids: np.ndarray, fit: np.ndarray, embedding_dim: int, input_dim: int,
                  params: dict[str, Any], seed: int):
         super().__init__()
-        from dmlrepro.mining import udml_ss
+        from dmlrepro.miners import udml_ss
         self.udml = udml_ss
         self.fit = np.asarray(fit)
         self.neighbours = udml_ss.intermediate_neighbours(centroids[self.fit], int(params.get("neighbours", 5)))

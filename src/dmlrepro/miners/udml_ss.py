@@ -25,7 +25,7 @@ Our set adaptation (the default, ``pseudo_labels="knn"``):
   document of a batch has at least one pseudo-positive (the role of the original's
   several-instances-per-pseudo-class sampler).
 * **Metric loss** = the paper's triplet loss with semi-hard mining on those masks
-  (:class:`~dmlrepro.mining.semihard.SemiHardTripletMiner` +
+  (:class:`~dmlrepro.miners.semihard.SemiHardTripletMiner` +
   :class:`~dmlrepro.losses.triplet.WeightedTripletLoss`, margin 0.1), the loss of WSSET's other
   triplet rows, instead of the original's multi-similarity-style "Weight" loss.
 * **Rotation task** = :class:`~dmlrepro.data.augment.SetRotations`: ``n`` fixed rotations of the
@@ -39,7 +39,7 @@ Our set adaptation (the default, ``pseudo_labels="knn"``):
 ``pseudo_labels="kmeans"`` keeps the original's clustering instead: :func:`kmeans_pseudo_labels`
 on the centroids (or on current embeddings, if the trainer refreshes them) and
 :func:`cluster_batches` (``per_cluster`` documents of each of ``batch_size / per_cluster``
-clusters); the masks then come from :func:`~dmlrepro.mining.semihard.label_masks`.
+clusters); the masks then come from :func:`~dmlrepro.miners.semihard.label_masks`.
 
 Index convention: ``neighbours`` rows, batch positions and cluster labels all index the *fit*
 documents ``0..n-1`` (the rows of the centroid matrix given to :func:`intermediate_neighbours`).
@@ -58,7 +58,7 @@ from dmlrepro import DmlReproError
 from dmlrepro.data.augment import SetRotations
 from dmlrepro.losses.classification import RotationPredictionLoss
 from dmlrepro.losses.triplet import WeightedTripletLoss
-from dmlrepro.mining.semihard import SemiHardTripletMiner
+from dmlrepro.miners.semihard import SemiHardTripletMiner
 
 NEIGHBOUR_METRICS = ("cosine", "euclidean")
 

@@ -21,7 +21,7 @@ the semi-hard rule only compares distances and the square root is monotone. The 
 matters only to the loss, and ``WeightedTripletLoss`` uses squared distances.
 
 Positives and negatives come from ``labels`` (supervised) or from explicit boolean masks (e.g.
-UDML-SS's pseudo-positives, ``mining/udml_ss.py``). Mining runs without gradients, in float64.
+UDML-SS's pseudo-positives, ``miners/udml_ss.py``). Mining runs without gradients, in float64.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 
 from dmlrepro import DmlReproError
-from dmlrepro.mining.emd_triplets import Triplets
+from dmlrepro.miners.emd_triplets import Triplets
 
 DISTANCES = ("squared", "euclidean")
 
