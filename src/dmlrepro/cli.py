@@ -295,6 +295,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     claims = {"fig4_small_data": PAPER_CLAIMS["small_data"], "fig6_c_grid": PAPER_CLAIMS["c_grid"],
               "fig5_query_time": PAPER_CLAIMS["query_time"]}
     figures = [(Path(p).stem.replace("_", " "), p, claims.get(Path(p).stem, "")) for p in args.figures]
+    for p in args.paper_outputs:  # results/<paper>/{tables,figures}/<name>.{md,png}
+        title = f"{Path(p).parts[-3]}: {Path(p).stem.replace('_', ' ')}"
+        if p.endswith(".md"):
+            tables.append((title, p))
+        elif p.endswith(".png"):
+            figures.append((title, p, ""))
     write_html_report(args.out, tables, figures, [])
 
 
@@ -436,8 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="one self-contained HTML page with all tables and figures")
     s.add_argument("--tables", nargs="+", required=True)
     s.add_argument("--figures", nargs="*", default=[])
+    s.add_argument("--paper-outputs", nargs="*", default=[], help="tables (.md) and figures (.png) of paper packages")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_report)
+
+    import importlib
+    from dmlrepro.papers import COMMAND_MODULES
+    for module in COMMAND_MODULES:  # each paper registers its own steps
+        importlib.import_module(module).register(sub)
     return p
 
 

@@ -110,6 +110,7 @@ rule html_report:
         tables=["results/tables/table1.md", "results/tables/table2.md", "results/tables/dml_metrics.md"],
         figures=["results/figures/table1_vs_paper.png", "results/figures/recall_at_k.png"] + study_figures(),
         curves=all_curves,
+        papers=lambda w: PAPER_TARGETS,
     output:
         report("results/report.html", category="Report", caption="../report/html.rst"),
     params:
@@ -119,4 +120,5 @@ rule html_report:
     conda:
         "../envs/report.yaml"
     shell:
-        "{params.cli} report --tables {input.tables} --figures {input.figures} {input.curves} --out {output} > {log} 2>&1"
+        "{params.cli} report --tables {input.tables} --figures {input.figures} {input.curves}"
+        " --paper-outputs {input.papers} --out {output} > {log} 2>&1"

@@ -1,0 +1,7 @@
+"""Papers as plug-ins: each subpackage holds what is specific to one paper (its methods, published
+values, claims, tables and figures, commands). Shared rooms below it never import from here.
+
+``COMMAND_MODULES`` lists the packages whose ``commands.register(subparsers)`` the CLI calls.
+"""
+
+COMMAND_MODULES = ("dmlrepro.papers.image_foundation.commands",)
