@@ -4,7 +4,7 @@ f(x) = rho( sum_{w in x} ENCODER(w) ): a stack of Transformer encoders (no posit
 so the element embeddings are permutation-equivariant), a masked sum over the set, an MLP head
 and L2 normalisation.
 
-Decisions (see README, "WSSET decisions"):
+Decisions (see docs/wsset.md, "Decisions where the paper is ambiguous"):
 * The model width is the input width (word vector + weight feature: 301 with word2vec). When it
   is not divisible by the number of heads (51 with GloVe-50 and 7 heads) a linear input
   projection maps it to the next multiple of the head count; ``d_model`` in the config forces a

@@ -27,6 +27,6 @@ def protocol_notes(records: list[dict[str, Any]], config: dict[str, Any]) -> lis
                  "queries = the test part. The paper's code used leave-one-out kNN inside the test split.")
     notes.append("Recall@K: information-retrieval recall (same-class documents among the top K / all other "
                  "same-class documents), each test document querying the rest of the test split; the paper "
-                 "does not define it, its numbers imply this reading (see README).")
+                 "does not define it, its numbers imply this reading (see docs/wsset.md).")
     notes.append("Ours ± std: mean and sample standard deviation over splits; the paper reports single numbers.")
     return notes

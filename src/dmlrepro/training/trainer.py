@@ -1,6 +1,6 @@
 """One trainer for every set-embedding method; the loss (and its miner) comes from the method.
 
-Protocol (README, "Fair protocol"): the model is trained on the *fit* part of a split (train
+Protocol (docs/wsset.md, "Fair protocol"): the model is trained on the *fit* part of a split (train
 minus validation). Every ``eval_every`` epochs it is scored by distance-weighted kNN accuracy of
 validation documents against the fit documents; the best-scoring state is kept (``selection:
 val_knn``, as the paper's "best accuracy on the validation set"), or the last one
