@@ -4,7 +4,6 @@ splits, the torch Dataset, bad input; and the real MNIST / Fashion-MNIST files o
 from __future__ import annotations
 
 import gzip
-import io
 import pickle
 import shutil
 import tarfile
@@ -574,3 +573,18 @@ def test_real_mnist_and_fashion_mnist(shared_data, name):
     assert np.all(index.labels[split.train] < 5) and np.all(index.labels[split.test] >= 5)
     assert np.all(index.roles[split.train] == "train") and np.all(index.roles[split.test] == "test")
     assert abs(len(split.val) - 0.15 * len(split.train)) <= 1
+
+
+def test_image_index_refuses_inconsistent_fields():
+    labels, sources = np.array([3, 4]), np.array(["", ""])
+    with pytest.raises(DmlReproError, match=r"toy: unknown role\(s\) \['val'\]"):
+        ImageIndex("toy", labels, np.array(["train", "val"]), sources, None, np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(DmlReproError, match="toy: image array must be"):
+        ImageIndex("toy", labels, np.array(["train", "test"]), sources, None, np.zeros((3, 4, 4), np.uint8))
+    with pytest.raises(DmlReproError, match="either an image array or a root"):
+        ImageIndex("toy", labels, np.array(["train", "test"]), sources, None, None)
+    index = ImageIndex("toy", labels, np.array(["train", "test"]), sources, None, np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(DmlReproError, match="toy: unknown role 'val'"):
+        index.rows("val")
+    with pytest.raises(DmlReproError, match="held in memory"):
+        index.path(0)
