@@ -253,11 +253,17 @@ def get_dataset(name: str) -> DatasetSpec:
 def get_raw_file(relpath: str) -> RawFile:
     """The catalog entry for ``relpath`` (a path relative to the data root)."""
     key = str(PurePosixPath(str(relpath)))  # "./a/b" and "a//b" name the same entry as "a/b"
-    try:
+    if key in RAW_FILES:
         return RAW_FILES[key]
+    # The image datasets' archives have their own table; imported here, not at the top, because
+    # it imports this module (RawFile).
+    from dmlrepro.data.images.catalog import IMAGE_RAW_FILES
+    try:
+        return IMAGE_RAW_FILES[key]
     except KeyError:
         raise DmlReproError(f"unknown raw file '{relpath}': not in the catalog "
-                            f"(dmlrepro.data.catalog.RAW_FILES lists {len(RAW_FILES)} files)") from None
+                            f"(dmlrepro.data.catalog.RAW_FILES lists {len(RAW_FILES)} files, "
+                            f"dmlrepro.data.images.catalog.IMAGE_RAW_FILES {len(IMAGE_RAW_FILES)})") from None
 
 
 def get_word_vectors_spec(name: str) -> WordVectorSpec:
