@@ -60,6 +60,15 @@ def test_line_map_at_k_roth_normaliser():
     assert map_at_k(LINE_X, LINE_Y, k=2) == pytest.approx(3.5 / 3 / 6)
 
 
+def test_lone_queries_are_skipped():
+    # A 7th point with a class of its own: it has no relevant reference, so it is skipped (PML's rule),
+    # and as a reference it is never relevant; it lies far away, so the other rankings keep their top 5.
+    x, y = np.vstack([LINE_X, [[100.0]]]), np.r_[LINE_Y, 7]
+    assert recall_at_k(x, y, ks=(1, 2)) == pytest.approx({1: 3 / 6, 2: 4 / 6})
+    assert map_at_r(x, y) == pytest.approx(map_at_r(LINE_X, LINE_Y))
+    assert map_at_k(x, y, k=5) == pytest.approx(map_at_k(LINE_X, LINE_Y, k=5))
+
+
 def test_query_gallery_hand_case():
     # q0 (x=0, label 0): gallery order g0 g1 g2 g3 -> labels 1 0 1 0 -> rel 0 1 0 1
     # q1 (x=10, label 1): gallery order g2 g3 g1 g0 -> labels 1 0 0 1 -> rel 1 0 0 1
@@ -300,7 +309,10 @@ def test_runs_on_a_few_thousand_points():
         (lambda x, y: recall_at_k(x[:, 0], y), r"query_emb must be a 2-D array"),
         (lambda x, y: recall_at_k(np.where(np.arange(20)[:, None] == 3, np.nan, x), y), r"NaN/inf in row 3"),
         (lambda x, y: recall_at_k(np.where(np.arange(20)[:, None] == 5, np.inf, x), y), r"NaN/inf in row 5"),
-        (lambda x, y: recall_at_k(np.where(np.arange(20)[:, None] == 2, 1e300, x), y), r"too large for float32 in row 2"),
+        (
+            lambda x, y: recall_at_k(np.where(np.arange(20)[:, None] == 2, 1e300, x), y),
+            r"too large for float32 in row 2",
+        ),
         (lambda x, y: recall_at_k(x, y[:-1]), r"query_labels has 19 labels but query_emb has 20 rows"),
         (lambda x, y: recall_at_k(x, y, x, y[:3]), r"gallery_labels has 3 labels but gallery_emb has 20 rows"),
         (lambda x, y: recall_at_k(x, y, x[:, :2], y), r"embedding dimensions differ"),

@@ -287,29 +287,32 @@ def _ranking_metrics(
     valid = problem.n_relevant > 0
     n_valid = int(valid.sum())
     if n_valid == 0:
-        raise DmlReproError("no query has a same-class reference; the retrieval metrics are undefined (check the labels)")
+        raise DmlReproError(
+            "no query has a same-class reference; the retrieval metrics are undefined (check the labels)"
+        )
     depth = max(recall_ks + map_ks + ([int(problem.n_relevant.max())] if with_map_at_r else []))
 
-    recall_hits = {k: 0 for k in recall_ks}
-    map_r_sum = 0.0
-    map_k_sums = {k: 0.0 for k in map_ks}
+    # Per-query scores, averaged once at the end: the result does not depend on the chunking.
+    recall_hit = {k: np.zeros(len(valid), dtype=bool) for k in recall_ks}
+    ap_r = np.zeros(len(valid))
+    ap_k = {k: np.zeros(len(valid)) for k in map_ks}
     for start, _, idx in _knn_chunks(problem.query, problem.gallery, depth, problem.leave_one_out, chunk_size):
         rows = slice(start, start + len(idx))
-        ok = valid[rows]
-        rel = (problem.gallery_codes[idx] == problem.query_codes[rows, None])[ok]
-        n_rel = problem.n_relevant[rows][ok]
+        rel = problem.gallery_codes[idx] == problem.query_codes[rows, None]
+        n_rel = problem.n_relevant[rows]
         for k in recall_ks:
-            recall_hits[k] += int(rel[:, :k].any(axis=1).sum())
-        if with_map_at_r:
-            map_r_sum += float(_average_precision(rel, n_rel, n_rel).sum())
-        for k in map_ks:
-            roth_norm = n_rel + int(problem.leave_one_out)  # class size in the searched pool, query included
-            map_k_sums[k] += float(_average_precision(rel[:, :k], np.full(len(rel), k), roth_norm).sum())
+            recall_hit[k][rows] = rel[:, :k].any(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # lone queries (n_rel = 0) are dropped below
+            if with_map_at_r:
+                ap_r[rows] = _average_precision(rel, n_rel, n_rel)
+            for k in map_ks:
+                roth_norm = n_rel + int(problem.leave_one_out)  # class size in the searched pool, query included
+                ap_k[k][rows] = _average_precision(rel[:, :k], np.full(len(rel), k), roth_norm)
 
-    out = {f"recall@{k}": recall_hits[k] / n_valid for k in recall_ks}
+    out = {f"recall@{k}": float(np.mean(recall_hit[k][valid])) for k in recall_ks}
     if with_map_at_r:
-        out["map_at_r"] = map_r_sum / n_valid
-    out.update({f"map_at_{k}": map_k_sums[k] / n_valid for k in map_ks})
+        out["map_at_r"] = float(np.mean(ap_r[valid]))
+    out.update({f"map_at_{k}": float(np.mean(ap_k[k][valid])) for k in map_ks})
     return out
 
 
