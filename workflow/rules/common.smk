@@ -228,3 +228,9 @@ def all_curves(wildcards=None):
 
 
 check_config()
+
+
+def image_raw_inputs(dataset):
+    from dmlrepro.data.images import IMAGE_DATASETS
+
+    return [f"resources/raw/{relpath}" for relpath in IMAGE_DATASETS[dataset].raw_files]

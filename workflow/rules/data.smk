@@ -35,3 +35,20 @@ rule build_pointsets:
     shell:
         "{params.cli} pointsets --dataset {wildcards.dataset} --params {params.cfg:q} --raw-root resources/raw"
         " --out-pointsets {output.pointsets} --out-splits {output.splits} > {log} 2>&1"
+
+
+rule prepare_images:
+    # image datasets: archives extracted (atomically) and counts checked against the papers' splits
+    input:
+        lambda w: image_raw_inputs(w.image_data),
+    output:
+        "resources/images/{image_data}.json",
+    params:
+        cli=DMLREPRO,
+    log:
+        "logs/images/{image_data}/prepare.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "{params.cli} image-prepare --dataset {wildcards.image_data} --raw-root resources/raw"
+        " --dest resources/images --stamp {output} > {log} 2>&1"

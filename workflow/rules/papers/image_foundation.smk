@@ -20,9 +20,7 @@ def if_cfg(dataset):
 
 
 def if_raw(dataset):
-    from dmlrepro.data.images import IMAGE_DATASETS
-
-    return [f"resources/raw/{relpath}" for relpath in IMAGE_DATASETS[dataset].raw_files]
+    return f"resources/images/{dataset}.json"
 
 
 def if_init(dataset):
@@ -83,7 +81,7 @@ rule image_foundation_split:
     conda:
         "../../envs/train.yaml"
     shell:
-        "{params.cli} image-split --dataset {wildcards.image_dataset} --raw-root resources/raw"
+        "{params.cli} image-split --dataset {wildcards.image_dataset} --raw-root resources/images"
         " --protocol {params.protocol:q} --seeds {params.seeds} --out {output} > {log} 2>&1"
 
 
@@ -107,7 +105,7 @@ rule image_foundation_pretrain:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} image-pretrain --dataset {params.source} --raw-root resources/raw"
+        "OMP_NUM_THREADS={threads} {params.cli} image-pretrain --dataset {params.source} --raw-root resources/images"
         " --params {params.cfg:q} --device {params.device} --out {output} > {log} 2>&1"
 
 
@@ -140,7 +138,7 @@ rule image_foundation_train:
         "../../envs/train.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {params.cli} image-train --dataset {wildcards.image_dataset}"
-        " --raw-root resources/raw --split {input.split} --seed {wildcards.seed} --method {wildcards.image_method}"
+        " --raw-root resources/images --split {input.split} --seed {wildcards.seed} --method {wildcards.image_method}"
         " --params {params.cfg:q} {params.init} --recall-ks {params.ks} --device {params.device}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
@@ -165,7 +163,7 @@ rule image_foundation_initial:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS=1 {params.cli} image-initial --dataset {wildcards.image_dataset} --raw-root resources/raw"
+        "OMP_NUM_THREADS=1 {params.cli} image-initial --dataset {wildcards.image_dataset} --raw-root resources/images"
         " --split {input.split} --seed {wildcards.seed} --model {params.model:q} {params.init}"
         " --recall-ks {params.ks} --device {params.device} --out {output} > {log} 2>&1"
 
