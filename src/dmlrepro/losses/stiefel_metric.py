@@ -104,7 +104,8 @@ def run_metric_step(L, features, triplets, alpha_deg: float, max_iter: int = 10,
     problem = _metric_problem(features, triplets, alpha_deg, d, l, orthogonal)
     optimizer = pymanopt.optimizers.ConjugateGradient(
         max_iterations=int(max_iter) + 1, verbosity=0, log_verbosity=1)
-    result = optimizer.run(problem, initial_point=L0.numpy().copy())
+    with torch.enable_grad():        # pymanopt differentiates the cost with autograd
+        result = optimizer.run(problem, initial_point=L0.numpy().copy())
     return torch.from_numpy(np.ascontiguousarray(result.point)), result
 
 
@@ -141,7 +142,6 @@ class StiefelMetric(torch.nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features @ self.L.to(features.dtype)
 
-    @torch.no_grad()
     def update(self, features, triplets, alpha_deg: float) -> torch.Tensor:
         """One metric step from the current L; stores and returns the new L. The cost at the
         start and after each iteration is kept in ``last_costs``."""
