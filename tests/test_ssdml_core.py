@@ -244,6 +244,9 @@ def test_pml_loss_class_reducers_identity_and_labels():
     torch.testing.assert_close(SSDMLAngularLoss()(emb, indices_tuple=idx), ssdml_angular_loss(emb, trip, eye))
     # L is a buffer: the SGD optimiser of the network must not see it
     assert list(loss.parameters()) == [] and "L" in dict(loss.named_buffers())
+    loss.set_metric(eye)
+    torch.testing.assert_close(loss(emb, indices_tuple=idx), ssdml_angular_loss(emb, trip, None))
+    loss.set_metric(L)
     # from labels: all (a, p, n) triplets of the batch
     labels = torch.tensor([0, 0, 1, 1, 2, 0, 1, 2, 2, 0, 1, 2])
     all_t = [(a, p, n) for a in range(12) for p in range(12) for n in range(12)

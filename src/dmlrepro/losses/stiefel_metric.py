@@ -125,7 +125,7 @@ def update_metric(L, features, triplets, alpha_deg: float, max_iter: int = 10,
 class StiefelMetric(torch.nn.Module):
     """Holds SSDML's metric factor L (d × l) as a float64 buffer and projects features with it.
 
-    ``metric(z)`` is ``z Lᵀ``'s row form, ``z @ L`` (so ``δ²_L(x, y) = ||metric(x) − metric(y)||²``);
+    ``metric(z)`` is ``Lᵀz`` for each row z, i.e. ``z @ L`` (so ``δ²_L(x, y) = ||metric(x) − metric(y)||²``);
     :meth:`update` runs one metric step (:func:`update_metric`). ``orthogonal=False`` keeps the
     same start and budget but optimises L unconstrained (w/o orth).
     """
