@@ -84,8 +84,9 @@ class ImageEmbedder(nn.Module):
             self.freeze_batch_norm()
 
     def feature_map(self, x: Tensor) -> Tensor:
-        """The backbone's last convolutional map, (b, C, h, w)."""
-        return self.backbone.feature_map(x)
+        """The backbone's last convolutional map, (b, C, h, w). Goes through ``backbone.__call__``
+        (whose ``forward`` is ``feature_map``), so forward hooks on the backbone see the map."""
+        return self.backbone(x)
 
     def features(self, x: Tensor) -> Tensor:
         """The globally pooled map, (b, feature_dim): the representation before the head."""
