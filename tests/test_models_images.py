@@ -220,20 +220,21 @@ def test_caffe_googlenet_h5_and_pth_round_trip(tmp_path):
     with torch.no_grad():
         want = src.eval().feature_map(x)
     flat, hickle_like, nested = tmp_path / "flat.h5", tmp_path / "googlenet.h5", tmp_path / "nested.h5"
-    with h5py.File(flat, "w") as f:  # flat keys with dots are legal HDF5 names
-        for k, v in state.items():
-            f.create_dataset(k, data=v.numpy())
     with h5py.File(hickle_like, "w") as f:  # hickle: a dict group, one quoted group per key
         root = f.create_group("data_0")
         for k, v in state.items():
             root.create_group(f"'{k}'").create_dataset("data_0", data=v.numpy())
-    with h5py.File(nested, "w") as f:
-        for k, v in state.items():
+    some = {k: state[k] for k in ("conv1.7x7_s2.weight", "conv2.3x3.bias", "inception_4a.5x5.weight")}
+    with h5py.File(flat, "w") as f:  # flat keys with dots are legal HDF5 names
+        for k, v in some.items():
+            f.create_dataset(k, data=v.numpy())
+    with h5py.File(nested, "w") as f:  # one group per dotted component
+        for k, v in some.items():
             f.create_dataset(k.replace(".", "/"), data=v.numpy())
-    for path in (flat, hickle_like, nested):
-        arrays = read_h5_arrays(path)
-        assert set(arrays) == set(state)
-        assert all(np.array_equal(arrays[k], v.numpy()) for k, v in state.items())
+    for path, keys in ((hickle_like, set(state)), (flat, set(some)), (nested, set(some))):
+        arrays = read_h5_arrays(path, expected=None if path == hickle_like else keys)
+        assert set(arrays) == keys
+        assert all(np.array_equal(arrays[k], state[k].numpy()) for k in keys)
     model = build_image_embedder("googlenet_caffe", embedding_dim=None, pretrained=hickle_like).eval()
     with torch.no_grad():
         torch.testing.assert_close(model.feature_map(x), want)
@@ -267,11 +268,13 @@ def test_pretrained_path_loads_our_own_embedder_checkpoint(tmp_path):
 
 
 def test_torchvision_style_file_loads_with_classifier_dropped(tmp_path):
+    """torchvision's googlenet-1378be20.pth carries fc and both auxiliary classifiers."""
     torch.manual_seed(0)
-    ref = torchvision.models.resnet50(weights=None).eval()
-    path = tmp_path / "resnet50-19c8e357.pth"
+    ref = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).eval()
+    assert any(k.startswith("aux1.") for k in ref.state_dict())
+    path = tmp_path / "googlenet-1378be20.pth"
     torch.save(ref.state_dict(), path)
-    model = build_image_embedder("resnet50", embedding_dim=None, pretrained=path, normalize=False).eval()
+    model = build_image_embedder("googlenet", embedding_dim=None, pretrained=path, normalize=False).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ref.fc = nn.Identity()
