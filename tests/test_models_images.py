@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 
 import h5py
@@ -79,6 +80,7 @@ def test_pooling_option_no_head_and_no_normalisation():
         out = model(x)
     assert isinstance(model.head, nn.Identity) and model.embedding_dim == model.feature_dim == 64
     torch.testing.assert_close(out, fmap.mean((2, 3)) + fmap.amax((2, 3)))
+    assert build_image_embedder("lenet_ssdml", freeze_bn=True).train().freeze_bn
     with pytest.raises(DmlReproError, match="pooling 'sum'"):
         build_image_embedder("lenet_ssdml", pooling="sum")
     with pytest.raises(DmlReproError, match="unknown image backbone 'vgg16'"):
@@ -137,24 +139,21 @@ def test_torchvision_parameter_counts_are_torchvisions_minus_classifier():
     google = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
     assert n_params(embedder("googlenet").backbone) == n_params(google) - n_params(google.fc)
     # and the state-dict keys are torchvision's own, less the classifier
-    assert set(embedder("resnet50").backbone.state_dict()) == {k for k in resnet.state_dict() if not k.startswith("fc.")}
+    torchvision_keys = {k for k in resnet.state_dict() if not k.startswith("fc.")}
+    assert set(embedder("resnet50").backbone.state_dict()) == torchvision_keys
 
 
 def test_googlenet_normalisation_equals_torchvision_transform_input():
-    """transform_input=False + mean=std=0.5 is the function torchvision's pretrained GoogLeNet
-    computes with transform_input=True on ImageNet-normalised input."""
-    torch.manual_seed(0)
-    ours = embedder("googlenet").backbone
-    ref = torchvision.models.googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=True).eval()
-    ref.load_state_dict({**ours.state_dict(), **ref.fc.state_dict(prefix="fc.")})
-    pixels = torch.rand(1, 3, 64, 64)
-    imagenet = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    """transform_input=False + mean=std=0.5 feeds the net exactly what torchvision's pretrained
+    GoogLeNet sees with transform_input=True on ImageNet-normalised input."""
+    ref = torchvision.models.googlenet(weights=None, aux_logits=False, transform_input=True, init_weights=False)
+    pixels = torch.rand(2, 3, 8, 8)
+    imagenet_mean, imagenet_std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     spec = INPUT_SPECS["googlenet"]
-    with torch.no_grad():
-        ours_map = ours.feature_map((pixels - torch.tensor(spec.mean).view(3, 1, 1)) / torch.tensor(spec.std).view(3, 1, 1))
-        ref_in = ref._transform_input((pixels - imagenet[0]) / imagenet[1])
-        ref_map = ours.feature_map(ref_in)
-    torch.testing.assert_close(ours_map, ref_map, atol=1e-4, rtol=1e-4)
+    ours = (pixels - torch.tensor(spec.mean).view(3, 1, 1)) / torch.tensor(spec.std).view(3, 1, 1)
+    theirs = ref._transform_input((pixels - imagenet_mean.view(3, 1, 1)) / imagenet_std.view(3, 1, 1))
+    torch.testing.assert_close(ours, theirs)
+    assert not embedder("googlenet").backbone.transform_input and embedder("googlenet").backbone.aux1 is None
 
 
 def test_bn_inception_parameter_names_and_count():
@@ -192,16 +191,21 @@ def _fill(module: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     return {k: draw(k, v) for k, v in module.state_dict().items()}
 
 
-def test_bn_inception_state_dict_round_trip_as_cadene_writes_it(tmp_path):
-    """Cadene's file: flat names, a last_linear, BN vectors stored (1, C), no num_batches_tracked."""
+def test_bn_inception_state_dict_round_trip_as_cadene_writes_it(tmp_path, monkeypatch):
+    """Cadene's file: flat names, a last_linear, BN vectors stored (1, C), no num_batches_tracked;
+    loaded through the catalog (`pretrained=True`), its checksum swapped for this file's."""
     src = BNInception()
     state = _fill(src, 3)
     src.load_state_dict(state)
     cadene = {k: (v.unsqueeze(0) if v.ndim == 1 else v) for k, v in state.items() if "num_batches" not in k}
     cadene["last_linear.weight"], cadene["last_linear.bias"] = torch.randn(1000, 1024), torch.randn(1000)
-    path = tmp_path / "bn_inception-52deb4733.pth"
+    path = tmp_path / WEIGHTS["bn_inception"].relpath
+    path.parent.mkdir(parents=True)
     torch.save(cadene, path)
-    model = build_image_embedder("bn_inception", embedding_dim=8, pretrained=path, crop_size=96).eval()
+    monkeypatch.setitem(WEIGHTS, "bn_inception", dataclasses.replace(
+        WEIGHTS["bn_inception"], sha256=hashlib.sha256(path.read_bytes()).hexdigest()))
+    model = build_image_embedder("bn_inception", embedding_dim=8, pretrained=True, weights_root=tmp_path,
+                                 crop_size=96).eval()
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         torch.testing.assert_close(model.feature_map(x), src.eval().feature_map(x))

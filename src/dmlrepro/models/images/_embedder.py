@@ -77,7 +77,8 @@ class ImageEmbedder(nn.Module):
         self.pooling = pooling
         self.normalize = normalize
         self.feature_dim = int(backbone.feature_dim)
-        self.head: nn.Module = nn.Identity() if embedding_dim is None else nn.Linear(self.feature_dim, int(embedding_dim))
+        self.head: nn.Module = (nn.Identity() if embedding_dim is None
+                                else nn.Linear(self.feature_dim, int(embedding_dim)))
         self.embedding_dim = self.feature_dim if embedding_dim is None else int(embedding_dim)
         self.freeze_bn = False
         if freeze_bn:
