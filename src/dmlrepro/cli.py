@@ -81,6 +81,11 @@ def cmd_image_prepare(args: argparse.Namespace) -> None:
                             "roles": dict(zip(roles.tolist(), counts.tolist()))})
 
 
+def cmd_fetch_weights(args: argparse.Namespace) -> None:
+    from dmlrepro.models.images import fetch_weights
+    fetch_weights(args.name, args.dest, mirror=args.mirror or None, allow_download=not args.no_download)
+
+
 # ------------------------------------------------------------------------------------ OT
 def cmd_emd_shard(args: argparse.Namespace) -> None:
     from dmlrepro.data.pointsets import Pointsets
@@ -350,6 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dest", required=True)
     s.add_argument("--stamp", required=True, help="JSON summary written last (the step's output)")
     s.set_defaults(func=cmd_image_prepare)
+
+    s = sub.add_parser("fetch-weights", help="pretrained backbone weights from the catalog, checksum verified")
+    s.add_argument("--name", required=True)
+    s.add_argument("--dest", required=True, help="weights root")
+    s.add_argument("--mirror")
+    s.add_argument("--no-download", action="store_true")
+    s.set_defaults(func=cmd_fetch_weights)
 
     s = sub.add_parser("emd-shard", help="exact WMD and RWMD for one shard of the pairs")
     s.add_argument("--pointsets", required=True)

@@ -234,3 +234,21 @@ def image_raw_inputs(dataset):
     from dmlrepro.data.images import IMAGE_DATASETS
 
     return [f"resources/raw/{relpath}" for relpath in IMAGE_DATASETS[dataset].raw_files]
+
+
+def weights_name(relpath):
+    from dmlrepro.models.images import WEIGHTS
+
+    names = [w.name for w in WEIGHTS.values() if w.relpath == relpath]
+    if not names:
+        raise WorkflowError(f"no catalogued weights file {relpath}")
+    return names[0]
+
+
+def weights_path(backbone):
+    """The ImageNet weights a backbone's `pretrained: true` reads, under resources/weights."""
+    from dmlrepro.models.images import DEFAULT_WEIGHTS, WEIGHTS
+
+    if backbone not in DEFAULT_WEIGHTS:
+        raise WorkflowError(f"image backbone '{backbone}' has no catalogued ImageNet weights (pretrained: true)")
+    return f"resources/weights/{WEIGHTS[DEFAULT_WEIGHTS[backbone]].relpath}"

@@ -52,3 +52,21 @@ rule prepare_images:
     shell:
         "{params.cli} image-prepare --dataset {wildcards.image_data} --raw-root resources/raw"
         " --dest resources/images --stamp {output} > {log} 2>&1"
+
+
+rule fetch_weights:
+    # ImageNet weights of a backbone (models/images catalog: URL and checksum)
+    output:
+        "resources/weights/imagenet/{weights_file}",
+    params:
+        cli=DMLREPRO,
+        name=lambda w: weights_name(f"imagenet/{w.weights_file}"),
+        mirror=config.get("data", {}).get("mirror") or "",
+        no_download="" if config.get("data", {}).get("allow_download", True) else "--no-download",
+    log:
+        "logs/weights/{weights_file}.log",
+    conda:
+        "../envs/data.yaml"
+    shell:
+        "{params.cli} fetch-weights --name {params.name} --dest resources/weights --mirror {params.mirror:q}"
+        " {params.no_download} > {log} 2>&1"

@@ -29,9 +29,7 @@ def if_init(dataset):
     if cfg.get("pretrain"):
         return f"{IF_ROOT}/{dataset}/pretrained.pt"
     if cfg["model"].get("pretrained") is True:
-        from dmlrepro.models.images import weights_relpath
-
-        return f"resources/weights/{weights_relpath(cfg['model']['backbone'])}"
+        return weights_path(cfg["model"]["backbone"])
     return cfg["model"].get("pretrained") or []
 
 

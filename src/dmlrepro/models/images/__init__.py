@@ -17,13 +17,14 @@ from dmlrepro.models.images._small import CifarSSDML, LeNetSSDML
 from dmlrepro.models.images._torchvision import GoogLeNetBackbone, ResNet50Backbone
 from dmlrepro.models.images._transforms import (CAFFE_MEAN_BGR, GUML_CAFFE_MEAN_BGR, INPUT_SPECS, InputSpec,
                                                 ToCaffeBGR255, build_transforms)
-from dmlrepro.models.images._weights import (WEIGHTS, WeightsFile, default_weights_root, pretrained_weights_path,
+from dmlrepro.models.images._weights import (WEIGHTS, WeightsFile, default_weights_root, fetch_weights,
+                                             pretrained_weights_path,
                                              read_state_dict, verify_weights_file)
 
 __all__ = [
     "BNInception", "CAFFE_MEAN_BGR", "CaffeGoogLeNet", "CifarSSDML", "DEFAULT_WEIGHTS", "GUML_CAFFE_MEAN_BGR",
     "GoogLeNetBackbone", "IMAGE_BACKBONES", "INPUT_SPECS", "ImageEmbedder", "InputSpec", "LeNetSSDML",
     "POOLINGS", "ResNet50Backbone", "ToCaffeBGR255", "WEIGHTS", "WeightsFile", "build_image_embedder",
-    "build_transforms", "default_weights_root", "global_pool", "pretrained_weights_path", "read_h5_arrays",
+    "build_transforms", "default_weights_root", "fetch_weights", "global_pool", "pretrained_weights_path", "read_h5_arrays",
     "read_state_dict", "verify_weights_file",
 ]

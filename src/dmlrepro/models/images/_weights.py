@@ -164,3 +164,37 @@ def load_matching_state_dict(module: torch.nn.Module, state: dict[str, torch.Ten
                     (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if keys]
         raise DmlReproError(f"{source}: state dict does not fit {type(module).__name__}: " + "; ".join(problems))
     module.load_state_dict(state, strict=False)
+
+
+def fetch_weights(name: str, weights_root: str | os.PathLike | None = None, *, mirror: str | os.PathLike | None = None,
+                  allow_download: bool = True) -> Path:
+    """Put the catalog weights ``name`` at ``<weights_root>/<relpath>``, verified: an existing
+    verified file is kept; else ``<mirror>/<relpath>`` is copied; else the URL is downloaded.
+    The file appears only once its checksums match (a failed fetch leaves nothing)."""
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    from dmlrepro.io import atomic_path
+    entry = get_weights_file(name)
+    dest = default_weights_root(weights_root) / entry.relpath
+    if dest.is_file():
+        verify_weights_file(dest, entry)
+        return dest
+    source = Path(mirror) / entry.relpath if mirror else None
+    if source is None or not source.is_file():
+        if not allow_download:
+            raise DmlReproError(f"pretrained weights {name!r} missing at {dest} and downloads are disabled "
+                                f"(URL {entry.url}); or pass `pretrained: false` for smoke runs")
+    with atomic_path(dest) as tmp:
+        try:
+            if source is not None and source.is_file():
+                shutil.copyfile(source, tmp)
+            else:
+                request = urllib.request.Request(entry.url, headers={"User-Agent": "dmlrepro-fetch/0.1"})
+                with urllib.request.urlopen(request, timeout=60) as response, open(tmp, "wb") as out:
+                    shutil.copyfileobj(response, out, 1 << 20)
+        except (urllib.error.URLError, OSError) as exc:
+            raise DmlReproError(f"pretrained weights {name!r}: download from {entry.url} failed: {exc}") from exc
+        verify_weights_file(tmp, entry)
+    return dest

@@ -85,7 +85,8 @@ def pretrain(dataset: str, raw_root: str | Path, cfg: dict[str, Any], out: str |
                       signature=_signature("pretrain", dataset, cfg, seed), device=device, name=f"pretrain {dataset}")
     trainer.fit()
     with atomic_path(out, suffix=".pt") as tmp:
-        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "backbone": cfg["backbone"],
+        # the backbone alone: runs put their own embedding head on it
+        torch.save({"state_dict": {k: v.cpu() for k, v in model.backbone.state_dict().items()}, "backbone": cfg["backbone"],
                     "pretrained_on": dataset, "classes": classes.tolist(), "history": trainer.history}, tmp)
 
 
