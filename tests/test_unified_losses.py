@@ -212,7 +212,7 @@ def test_table1_row_matches_naive_loop(name, seed):
     (lambda: ContrastiveSimilarityLoss(margin=0.3), lambda s, m, p, n: naive_contrastive(s, m, p, n, 0.3)),
     (lambda: TripletSimilarityLoss(margin=0.1), lambda s, m, p, n: naive_triplet(s, m, p, n, 0.1)),
     (lambda: lifted_structure_loss(margin=1.0), lambda s, m, p, n: naive_lifted(s, m, p, n, 1.0)),
-    (lambda: lifted_structure_loss(margin=-2.5), lambda s, m, p, n: naive_lifted(s, m, p, n, -2.5)),
+    (lambda: lifted_structure_loss(margin=-3.4), lambda s, m, p, n: naive_lifted(s, m, p, n, -3.4)),
 ])
 def test_section4_losses_match_naive_loop(make, naive):
     emb, labels = clustered_batch(3)
