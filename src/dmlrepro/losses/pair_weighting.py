@@ -31,7 +31,9 @@ Losses (paper equation -> class; defaults in brackets):
   contradicting Eq. 11 (exp(s_ij)/sum exp(s_ik)). Hermans et al. (2017), which the paper cites,
   write [log sum_P exp(D_ap) + log sum_N exp(m - D_an)]_+ on distances D; with D -> -s that is
   "+ log sum_N exp(lambda + s)", which reproduces Eqs. 10 and 11 exactly. We use that.
-  lambda is not given in the paper; 1.0 is Oh Song et al.'s margin.
+  lambda is not given in the paper; 1.0 is Oh Song et al.'s margin. (Eq. 11's second equality
+  also has its sign flipped: exp(s_ij)/sum exp(s_ik) = 1/sum exp(s_ik - s_ij); its first form,
+  which we reproduce, is the right one. Eq. 10's second form is correct.)
 * binomial deviance, Eq. 12 -> :class:`BinomialDevianceLoss` [alpha=2, beta=50, gamma=0.5, the
   paper's Sec. 6 values "in both Eq. 13 and Eq. 17"]: per anchor the mean over its masked
   positives of softplus(alpha(gamma - s)) plus the mean over its masked negatives of
@@ -56,6 +58,8 @@ RAW variants (``variant=``): "paper" (default) follows Eq. 17 literally -- an an
 positive (or negative) set is empty still contributes the other half (log(1 + 0) = 0 for the
 empty one); this is also what PML does. "official" follows msight-tech/research-ms-loss: an
 anchor with an empty mined half is skipped (loss 0). Both divide by the batch size m.
+Unlike PML's ``GenericPairLoss``, no loss here returns 0 when every mined index tensor has at most
+one entry (PML does; a batch with exactly one mined positive and one negative pair trains nothing).
 """
 
 from __future__ import annotations

@@ -18,8 +18,11 @@ Rows (paper label -> name -> loss on which pairs):
 * RAW+SemiHard    -> "raw_semihard":  RAW on PML ``TripletMarginMiner(margin, "semihard")`` on
   cosine similarity: all triplets with 0 < s_ap - s_an <= margin, margin 0.1 (the paper gives
   none; 0.1 is its VTHM margin on the same cosine scale), converted to pairs likewise.
-* RAW+VTHM (ours) -> "raw_vthm":      RAW on VTHM pairs = PML ``MultiSimilarityLoss`` +
-  ``MultiSimilarityMiner`` (see tests for where they differ).
+* RAW+VTHM (ours) -> "raw_vthm":      RAW on VTHM pairs. Equal (values, gradients, mined pairs)
+  to PML ``MultiSimilarityLoss(2, 50, 0.5)`` + ``MultiSimilarityMiner(0.1)`` on random batches,
+  except that PML returns 0 when the miner yields <= 1 pair of each kind. ``variant="official"``
+  follows msight-tech/research-ms-loss instead: positives with s >= 1 - 1e-5 dropped (not just
+  j = i), anchors with an empty mined half skipped. All three divide by the batch size m.
 
 The official code's beta is 40 (``OFFICIAL_BETA``); the paper's 50 is the default here.
 """
