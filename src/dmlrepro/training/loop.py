@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,8 +175,10 @@ class Trainer:
         start = self.iteration if partial is not None else 0
         sums = partial or {"loss": 0.0, "weight": 0, "n_terms": 0}
         self.model.train()
+        # a log file (no terminal) gets a line every 30 s, not one per batch
         bar = tqdm(total=len(batches), initial=start, desc=f"{self.name} epoch {epoch}/{self.epochs}",
-                   disable=not self.progress, leave=False, unit="batch")
+                   disable=not self.progress, leave=False, unit="batch",
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0)
         for i, batch in enumerate(self.load(batches[start:]), start=start + 1):
             loss, n_terms = self.objective(self.model, batch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -190,7 +193,8 @@ class Trainer:
             sums["weight"] += size
             sums["n_terms"] += int(n_terms)
             bar.update(1)
-            bar.set_postfix(loss=f"{value:.4f}", img_s=f"{sums['weight'] / max(time.perf_counter() - t0, 1e-9):.0f}")
+            bar.set_postfix(loss=f"{value:.4f}", img_s=f"{sums['weight'] / max(time.perf_counter() - t0, 1e-9):.0f}",
+                            refresh=False)
             self.iteration = i
             if self.checkpoint_every and i % self.checkpoint_every == 0 and i < len(batches):
                 self._save(epoch - 1, i, sums)
