@@ -196,6 +196,38 @@ def test_bad_config_is_an_error_naming_the_key_or_value(tmp_path, override, name
     assert named in res.stdout + res.stderr
 
 
+def test_failed_job_prints_its_one_line_error_on_the_console(tmp_path):
+    """A job that fails (a raw file with neither mirror nor download) writes the CLI's one-line
+    DmlReproError to its log, and the profile's show-failed-logs puts that log on the console."""
+    cfg = write_config(tmp_path / "c.yaml", data={"mirror": str(tmp_path / "no-mirror"), "allow_download": False})
+    relpath = "wmd-text/bbcsport/bbcsport-fulltext.zip"
+    res = snakemake(tmp_path, f"resources/raw/{relpath}", "--workflow-profile", str(REPO / "profiles" / "default"),
+                    "--cores", "1", "--retries", "0", "--configfile", str(cfg), timeout=300)
+    assert res.returncode != 0
+    errors = [line for line in (tmp_path / "logs" / "fetch" / f"{relpath}.log").read_text().splitlines()
+              if " ERROR dmlrepro: " in line]
+    assert len(errors) == 1 and relpath in errors[0], errors
+    assert errors[0].split(" ERROR dmlrepro: ", 1)[1] in res.stdout + res.stderr
+
+
+def test_every_shell_rule_sends_stderr_to_its_log():
+    """Where the one-line error of a failed job lands: each rule's command ends in > {log} 2>&1."""
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule |use rule )", smk.read_text())[1:]:
+            if "    shell:" in block:
+                command = block.split("    shell:", 1)[1]
+                assert re.search(r"> \{log(:q)?\} 2>&1\"", command), (smk.name, block.splitlines()[0])
+
+
+def test_profiles_show_failed_logs_and_make_run_names_its_profile():
+    for profile in ("default", "slurm"):
+        assert yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())["show-failed-logs"] is True
+    makefile = (REPO / "Makefile").read_text()
+    assert "PROFILE ?= profiles/default" in makefile
+    run_recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "snakemake --workflow-profile $(PROFILE) " in run_recipe
+
+
 TINY = {
     "data": {"mirror": None, "allow_download": False},
     "datasets": {
