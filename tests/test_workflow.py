@@ -32,23 +32,23 @@ def repo_like_workdir(tmp_path: Path) -> Path:
 # `snakemake -n` per-rule job counts, recorded before a --configfile replaced the embedded default
 # (config/config.yaml from the repository root: 140 jobs, unchanged). config/paper.yaml was 1061
 # jobs from the root before (the default's method_scope, merged in, cut train_embedder to 84);
-# these are its own 1277 jobs.
+# these are its own 1277 jobs. Each config has one job more since: the claims step ("claims": 1).
 DEFAULT_JOB_COUNTS = {
     "fetch_raw": 12, "build_pointsets": 4, "emd_shard": 7, "merge_emd": 3, "train_embedder": 54,
     "train_study_embedder": 40, "evaluate_wmd_knn": 10, "train_external_base": 1, "c_grid_figure": 1,
     "query_time": 1, "query_time_figure": 1, "small_data_figure": 1, "tables": 1, "training_curves": 1,
-    "comparison_figures": 1, "html_report": 1, "all": 1, "total": 140,
+    "comparison_figures": 1, "html_report": 1, "all": 1, "claims": 1, "total": 141,
 }
 PAPER_JOB_COUNTS = {
     "fetch_raw": 17, "build_pointsets": 6, "bert_finetune": 15, "bert_study_finetune": 90, "emd_shard": 304,
     "merge_emd": 5, "train_embedder": 300, "train_study_embedder": 510, "evaluate_wmd_knn": 20,
     "train_external_base": 1, "c_grid_figure": 1, "query_time": 1, "query_time_figure": 1, "small_data_figure": 1,
-    "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1, "total": 1277,
+    "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1, "claims": 1, "total": 1278,
 }
 QUICK_JOB_COUNTS = {
     "fetch_raw": 4, "build_pointsets": 2, "emd_shard": 6, "merge_emd": 2, "evaluate_wmd_knn": 10,
     "train_embedder": 30, "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1,
-    "total": 59,
+    "claims": 1, "total": 60,
 }
 
 
@@ -123,6 +123,10 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
         assert f"{run}/metrics.json" in res.stdout, run
     for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
         assert f"results/figures/{fig}.png" in res.stdout
+    # the claims step reads every Table I/II run and the Fig. 4/6 study runs
+    claims_job = res.stdout.split("rule claims:", 1)[1].split("\n\n", 1)[0]
+    assert "results/tables/claims.md" in claims_job and "--small-data results/bbcsport/spc10/split0/" in claims_job
+    assert "--c-grid results/twitter/c1/split0/wsset/metrics.json" in claims_job
 
 
 def test_quick_config_is_the_self_supervised_core(tmp_path):

@@ -321,4 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main: as __main__ this file's ClaimSpec is a second class, and the
+    # claims list (which imports dmlrepro.reporting.claims) would not be instances of it
+    from dmlrepro.reporting.claims import main as _main
+
+    sys.exit(_main())
