@@ -8,6 +8,10 @@ CORES ?= all
 # multi-GB CUDA wheel:  make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 SNAKEMAKE_ARGS ?=
+# The Snakemake profile of `make run` (cores, retries, show-failed-logs, ...); profiles/slurm for a
+# cluster. Passed as --workflow-profile so that it replaces profiles/default instead of being
+# overridden by it key by key (Snakemake applies profiles/default implicitly otherwise).
+PROFILE ?= profiles/default
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -24,7 +28,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(VENV)/bin/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(VENV)/bin/snakemake --workflow-profile $(PROFILE) --cores $(CORES) $(SNAKEMAKE_ARGS)
 	$(VENV)/bin/snakemake --cores 1 --report results/snakemake-report.html $(SNAKEMAKE_ARGS)
 	@echo "Tables: results/tables/table1.md results/tables/table2.md; report: results/report.html"
 

@@ -310,3 +310,24 @@ def test_figures_and_html_report(tmp_path, records):
     assert "a &lt;note&gt; &amp; more" in html and "WMD uses &lt;exact&gt; EMD" in html
     with pytest.raises(DmlReproError, match="PNG not found"):
         write_html_report(tmp_path / "r2.html", [], [("x", tmp_path / "missing.png", "")], [])
+
+
+def test_html_report_opens_with_the_claims_section(tmp_path, records):
+    from dmlrepro.reporting.claims import ClaimSpec, Rows, evaluate_claims, results_frame, write_claims
+    from dmlrepro.reporting.report import write_html_report
+
+    paths = []
+    for i, rec in enumerate(records):
+        paths.append(tmp_path / f"m{i}.json")
+        paths[-1].write_text(json.dumps(rec))
+    specs = [ClaimSpec("ours>wmd", "Ours beats WMD.", "§VI-B", "Table I", "knn_accuracy",
+                       Rows("wsset", "bbcsport"), Rows("wmd_knn", "bbcsport"))]
+    claims = evaluate_claims(specs, results_frame(paths))
+    write_claims(claims, tmp_path / "claims.csv", tmp_path / "claims.md")
+    write_table(build_table1(records), tmp_path / "table1.csv", tmp_path / "table1.md", "Table I: kNN accuracy")
+    # as the CLI calls it: each section titled by its file name
+    html = write_html_report(tmp_path / "r.html", [("claims", tmp_path / "claims.md"),
+                                                   ("table1", tmp_path / "table1.md")], []).read_text()
+    headings = re.findall(r"<h2>(.*?)</h2>", html)
+    assert headings == ["Claims", "Table I: kNN accuracy"]
+    assert "Ours beats WMD." in html and claims["verdict"].iloc[0] in html

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,36 @@ def snakemake(workdir, *args, timeout=900):
 
 def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", output, re.M)}
+
+
+def repo_like_workdir(tmp_path: Path) -> Path:
+    """A working directory that holds config/ like the repository root, so the Snakefile's embedded
+    default (config/config.yaml, relative to the working directory) is found, as in a real run."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    return tmp_path
+
+
+# `snakemake -n` per-rule job counts, recorded before a --configfile replaced the embedded default
+# (config/config.yaml from the repository root: 140 jobs, unchanged). config/paper.yaml was 1061
+# jobs from the root before (the default's method_scope, merged in, cut train_embedder to 84);
+# these are its own 1277 jobs. Each config has one job more since: the claims step ("claims": 1).
+DEFAULT_JOB_COUNTS = {
+    "fetch_raw": 12, "build_pointsets": 4, "emd_shard": 7, "merge_emd": 3, "train_embedder": 54,
+    "train_study_embedder": 40, "evaluate_wmd_knn": 10, "train_external_base": 1, "c_grid_figure": 1,
+    "query_time": 1, "query_time_figure": 1, "small_data_figure": 1, "tables": 1, "training_curves": 1,
+    "comparison_figures": 1, "html_report": 1, "all": 1, "claims": 1, "total": 141,
+}
+PAPER_JOB_COUNTS = {
+    "fetch_raw": 17, "build_pointsets": 6, "bert_finetune": 15, "bert_study_finetune": 90, "emd_shard": 304,
+    "merge_emd": 5, "train_embedder": 300, "train_study_embedder": 510, "evaluate_wmd_knn": 20,
+    "train_external_base": 1, "c_grid_figure": 1, "query_time": 1, "query_time_figure": 1, "small_data_figure": 1,
+    "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1, "claims": 1, "total": 1278,
+}
+QUICK_JOB_COUNTS = {
+    "fetch_raw": 4, "build_pointsets": 2, "emd_shard": 6, "merge_emd": 2, "evaluate_wmd_knn": 10,
+    "train_embedder": 30, "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1,
+    "claims": 1, "total": 60,
+}
 
 
 def expected_training_runs(cfg: dict) -> tuple[set[str], set[str]]:
@@ -47,12 +78,13 @@ def expected_training_runs(cfg: dict) -> tuple[set[str], set[str]]:
 
 
 def test_paper_config_builds_the_full_dag(tmp_path):
-    res = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "paper.yaml"))
+    res = snakemake(repo_like_workdir(tmp_path), "-n", "--configfile", "config/paper.yaml")
     assert res.returncode == 0, res.stderr
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     datasets = list(cfg["datasets"])
     assert set(datasets) == {"bbcsport", "twitter", "recipe", "amazon"}
     counts = job_counts(res.stdout)
+    assert counts == PAPER_JOB_COUNTS  # nothing of the embedded default (its method_scope) merged in
     runs, studies = expected_training_runs(cfg)
     assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
     assert counts["evaluate_wmd_knn"] == len(datasets) * 5
@@ -79,10 +111,11 @@ def test_paper_config_builds_the_full_dag(tmp_path):
 
 
 def test_default_config_targets_table_rows_and_figures(tmp_path):
-    res = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "config.yaml"))
+    res = snakemake(repo_like_workdir(tmp_path), "-n", "--configfile", "config/config.yaml")
     assert res.returncode == 0, res.stderr
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     counts = job_counts(res.stdout)
+    assert counts == DEFAULT_JOB_COUNTS
     runs, studies = expected_training_runs(cfg)
     assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
     assert counts["evaluate_wmd_knn"] == 2 * 5 and "bert_finetune" not in counts
@@ -90,14 +123,23 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
         assert f"{run}/metrics.json" in res.stdout, run
     for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
         assert f"results/figures/{fig}.png" in res.stdout
+    # the claims step reads every Table I/II run and the Fig. 4/6 study runs
+    claims_job = res.stdout.split("rule claims:", 1)[1].split("\n\n", 1)[0]
+    assert "results/tables/claims.md" in claims_job and "--small-data results/bbcsport/spc10/split0/" in claims_job
+    assert "--c-grid results/twitter/c1/split0/wsset/metrics.json" in claims_job
 
 
 def test_quick_config_is_the_self_supervised_core(tmp_path):
-    res = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / "quick.yaml"))
+    # from a directory where the embedded default exists: the given file must replace it, not merge
+    res = snakemake(repo_like_workdir(tmp_path), "-n", "--configfile", "config/quick.yaml")
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
+    assert counts == QUICK_JOB_COUNTS  # no figure studies, no transfer stage, no external corpus
     assert counts["train_embedder"] == 2 * 5 * 3 and counts["evaluate_wmd_knn"] == 2 * 5
-    assert "train_study_embedder" not in counts and "query_time" not in counts  # --configfile replaces the default
+    quick_cfg = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    planned = set(re.findall(r"results/(\w+)/split(\d+)/(\w+)/metrics\.json", res.stdout))
+    assert planned == {(d, str(s), m) for d in quick_cfg["datasets"] for s in range(5) for m in quick_cfg["methods"]}
+    assert not re.search(r"results/\w+/(spc|c)[0-9.]+/", res.stdout) and "amazon" not in res.stdout
     # a whole config (not merged over the default), so it must not drift from the default's settings
     quick = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -106,6 +148,24 @@ def test_quick_config_is_the_self_supervised_core(tmp_path):
     for name, dataset in quick["datasets"].items():
         assert dataset == {k: v for k, v in default["datasets"][name].items() if k != "external"}, name
     assert quick["method_params"] == {m: default["method_params"][m] for m in quick["method_params"]}
+
+
+def test_no_arguments_run_the_embedded_default_and_config_overrides_apply(tmp_path):
+    workdir = repo_like_workdir(tmp_path)
+    res = snakemake(workdir, "-n")
+    assert res.returncode == 0, res.stderr
+    assert job_counts(res.stdout) == DEFAULT_JOB_COUNTS
+    # --config without --configfile: merged over the embedded default (its studies stay)
+    res = snakemake(workdir, "-n", "--config", "methods=[wmd_knn, wsset]")
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout)
+    assert counts["train_embedder"] == 2 * 5 and counts["train_study_embedder"] == 40
+    # ... and over a --configfile
+    res = snakemake(workdir, "-n", "--configfile", "config/quick.yaml", "--config", "methods=[wsset]")
+    assert res.returncode == 0, res.stderr
+    counts = job_counts(res.stdout)
+    assert counts["train_embedder"] == 2 * 5 and "train_study_embedder" not in counts
+    assert "evaluate_wmd_knn" not in counts
 
 
 def test_workflow_lint_is_clean():
@@ -138,6 +198,38 @@ def test_bad_config_is_an_error_naming_the_key_or_value(tmp_path, override, name
     res = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "c.yaml", **override)))
     assert res.returncode != 0
     assert named in res.stdout + res.stderr
+
+
+def test_failed_job_prints_its_one_line_error_on_the_console(tmp_path):
+    """A job that fails (a raw file with neither mirror nor download) writes the CLI's one-line
+    DmlReproError to its log, and the profile's show-failed-logs puts that log on the console."""
+    cfg = write_config(tmp_path / "c.yaml", data={"mirror": str(tmp_path / "no-mirror"), "allow_download": False})
+    relpath = "wmd-text/bbcsport/bbcsport-fulltext.zip"
+    res = snakemake(tmp_path, f"resources/raw/{relpath}", "--workflow-profile", str(REPO / "profiles" / "default"),
+                    "--cores", "1", "--retries", "0", "--configfile", str(cfg), timeout=300)
+    assert res.returncode != 0
+    errors = [line for line in (tmp_path / "logs" / "fetch" / f"{relpath}.log").read_text().splitlines()
+              if " ERROR dmlrepro: " in line]
+    assert len(errors) == 1 and relpath in errors[0], errors
+    assert errors[0].split(" ERROR dmlrepro: ", 1)[1] in res.stdout + res.stderr
+
+
+def test_every_shell_rule_sends_stderr_to_its_log():
+    """Where the one-line error of a failed job lands: each rule's command ends in > {log} 2>&1."""
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"\n(?=rule |use rule )", smk.read_text())[1:]:
+            if "    shell:" in block:
+                command = block.split("    shell:", 1)[1]
+                assert re.search(r"> \{log(:q)?\} 2>&1\"", command), (smk.name, block.splitlines()[0])
+
+
+def test_profiles_show_failed_logs_and_make_run_names_its_profile():
+    for profile in ("default", "slurm"):
+        assert yaml.safe_load((REPO / "profiles" / profile / "config.yaml").read_text())["show-failed-logs"] is True
+    makefile = (REPO / "Makefile").read_text()
+    assert "PROFILE ?= profiles/default" in makefile
+    run_recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    assert "snakemake --workflow-profile $(PROFILE) " in run_recipe
 
 
 TINY = {

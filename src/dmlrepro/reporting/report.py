@@ -111,7 +111,9 @@ def write_html_report(
 ) -> Path:
     """Write one HTML file with every table (a Markdown file from ``write_table`` or a
     DataFrame; ``*_mean``/``*_std`` helper columns are left out), every figure embedded as a
-    base64 PNG with its caption, and a notes list. Returns the path written."""
+    base64 PNG with its caption, and a notes list, in the order given (the workflow puts the
+    claims table first). A Markdown file titled by its file name (``claims``) is headed by its own
+    ``# title`` instead. Returns the path written."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -129,8 +131,11 @@ def write_html_report(
                 raise DmlReproError(f"report table {tbl_title!r}: Markdown file not found: {p}")
             md = p.read_text(encoding="utf-8")
             first, _, rest = md.partition("\n")
-            if first.strip().lstrip("#").strip() == str(tbl_title).strip():
-                md = rest  # the file's own title repeats the section heading
+            heading = first.strip().lstrip("#").strip() if first.startswith("# ") else None
+            if heading is not None and str(tbl_title).strip() in (heading, p.stem):
+                # the file's own title repeats the section heading, or is better than its file name
+                parts[-1] = f'<section class="table"><h2>{_esc(heading)}</h2>'
+                md = rest
             parts.append(markdown_to_html(md))
         parts.append("</section>")
     if figures:
