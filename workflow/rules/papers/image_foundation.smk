@@ -41,6 +41,10 @@ def if_device(dataset):
     return if_cfg(dataset)["train"].get("device", "cpu")
 
 
+def if_resource(dataset, key, default):
+    return if_cfg(dataset).get("resources", {}).get(key, default)
+
+
 def if_metrics(dataset):
     runs = [f"{IF_ROOT}/{dataset}/seed{s}/{m}/metrics.json" for m in IMAGE_FOUNDATION["methods"] for s in IF_SEEDS]
     return [f"{IF_ROOT}/{dataset}/seed{s}/initial.json" for s in IF_SEEDS] + runs
@@ -129,9 +133,11 @@ rule image_foundation_train:
         f"logs/{IF_ROOT}/{{image_dataset}}/seed{{seed}}/{{image_method}}.log",
     benchmark:
         f"benchmarks/logs/{IF_ROOT}/{{image_dataset}}/seed{{seed}}/{{image_method}}.tsv"
-    threads: 1
+    threads: lambda w: if_resource(w.image_dataset, "cpus", 1)
     resources:
         gpu=lambda w: int(if_device(w.image_dataset) != "cpu"),
+        mem_mb=lambda w: if_resource(w.image_dataset, "mem_mb", 8000),
+        runtime=lambda w: if_resource(w.image_dataset, "runtime", 240),
     conda:
         "../../envs/train.yaml"
     shell:

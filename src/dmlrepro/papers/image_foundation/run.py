@@ -95,13 +95,23 @@ def _load_run_inputs(dataset: str, raw_root: str | Path, split_path: str | Path)
     return load_image_dataset(dataset, raw_root), ImageSplit.load(split_path)
 
 
-def _metrics(model, index, rows, spec, tf, recall_ks, seed, device, features: bool = False) -> dict[str, float]:
+def _test_embeddings(model, index, split, spec, tf, device, features: bool = False):
+    """(query embeddings, query labels, gallery embeddings or None, gallery labels or None) of the
+    test part: leave-one-out inside it, or query -> gallery where the dataset has both (In-shop)."""
+    def emb(rows):
+        e = embed_rows(model, index, rows, spec, tf, device=device, features=features)
+        # the pretrained representation: pooled features, L2-normalised as embeddings are
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) if features else e
+    if split.query is not None and split.gallery is not None and len(split.query):
+        return emb(split.query), index.labels[split.query], emb(split.gallery), index.labels[split.gallery]
+    return emb(split.test), index.labels[split.test], None, None
+
+
+def _metrics(model, index, split, spec, tf, recall_ks, seed, device, features: bool = False) -> dict[str, float]:
     from dmlrepro.evaluation.image_retrieval import evaluate_image_embeddings
-    emb = embed_rows(model, index, rows, spec, tf, device=device, features=features)
-    if features:  # the pretrained representation: pooled features, L2-normalised as embeddings are
-        emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    return evaluate_image_embeddings(emb, index.labels[rows], recall_ks=recall_ks,
-                                     metrics=("recall", "nmi", "f1", "map_at_r"), seed=seed)
+    q, ql, g, gl = _test_embeddings(model, index, split, spec, tf, device, features)
+    return evaluate_image_embeddings(q, ql, g, gl, recall_ks=recall_ks, metrics=("recall", "nmi", "f1", "map_at_r"),
+                                     seed=seed)
 
 
 def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: str, method_cfg: dict[str, Any],
@@ -132,9 +142,12 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     iterations = int(train_cfg.get("iterations", 100))
     spec = model.input_spec
 
-    def recall1(rows):
-        return lambda net: {"recall@1": recall_at_k(embed_rows(net, index, rows, spec, test_tf, device=device),
-                                                    index.labels[rows], ks=(1,))[1]}
+    def val_recall1(net):
+        emb = embed_rows(net, index, split.val, spec, test_tf, device=device)
+        return {"recall@1": recall_at_k(emb, index.labels[split.val], ks=(1,))[1]}
+
+    def test_recall1(net):  # recorded beside selection, never used for it
+        return {"recall@1": recall_at_k(*_test_embeddings(net, index, split, spec, test_tf, device), ks=(1,))[1]}
 
     trainer = Trainer(
         model, objective, optimizer,
@@ -146,11 +159,11 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         signature=_signature(dataset, method, method_cfg, model_cfg, {k: v for k, v in train_cfg.items() if k != "device"},
                              seed, split.fit.tolist(), split.val.tolist(),
                              hashlib.sha256(Path(init).read_bytes()).hexdigest() if init else None),
-        validate=recall1(split.val), selection_metric="recall@1", monitor=recall1(split.test),
+        validate=val_recall1, selection_metric="recall@1", monitor=test_recall1,
         eval_every=int(train_cfg.get("eval_every", 1)), checkpoint_every=int(train_cfg.get("checkpoint_every", 0)),
         device=device, name=f"{method} seed {seed}")
     result = trainer.fit(after_epoch)
-    metrics = _metrics(model, index, split.test, spec, test_tf, recall_ks, seed, device)
+    metrics = _metrics(model, index, split, spec, test_tf, recall_ks, seed, device)
     by_test = [r for r in result.history if "test_recall@1" in r]
     best_test = max(by_test, key=lambda r: r["test_recall@1"]) if by_test else None
     summary = {"dataset": dataset, "method": method, "seed": seed, "best_epoch": result.best_epoch,
@@ -173,7 +186,7 @@ def initial(dataset: str, raw_root: str | Path, split_path: str | Path, model_cf
     model = build_image_embedder(model_cfg["backbone"], embedding_dim=None, pretrained=init or False,
                                  pooling=model_cfg.get("pooling", "avg"))
     _, test_tf = _transforms(model, index, False)
-    metrics = _metrics(model, index, split.test, model.input_spec, test_tf, recall_ks, seed, device, features=True)
+    metrics = _metrics(model, index, split, model.input_spec, test_tf, recall_ks, seed, device, features=True)
     write_json(out, {"dataset": dataset, "method": "initial", "seed": seed, "best_epoch": 0, "val_recall@1": None,
                      "test": metrics, "test_selected": None})
 
