@@ -33,6 +33,7 @@ def repo_like_workdir(tmp_path: Path) -> Path:
 # (config/config.yaml from the repository root: 140 jobs, unchanged). config/paper.yaml was 1061
 # jobs from the root before (the default's method_scope, merged in, cut train_embedder to 84);
 # these are its own 1277 jobs. Each config has one job more since: the claims step ("claims": 1).
+# WSSET's jobs, unchanged by the image papers; the image foundation's are counted apart below.
 DEFAULT_JOB_COUNTS = {
     "fetch_raw": 12, "build_pointsets": 4, "emd_shard": 7, "merge_emd": 3, "train_embedder": 54,
     "train_study_embedder": 40, "evaluate_wmd_knn": 10, "train_external_base": 1, "c_grid_figure": 1,
@@ -45,6 +46,32 @@ PAPER_JOB_COUNTS = {
     "train_external_base": 1, "c_grid_figure": 1, "query_time": 1, "query_time_figure": 1, "small_data_figure": 1,
     "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1, "claims": 1, "total": 1278,
 }
+
+
+def image_foundation_counts(cfg: dict) -> dict[str, int]:
+    """The image foundation's jobs a config implies (papers.image_foundation)."""
+    from dmlrepro.data.images import IMAGE_DATASETS
+    block = cfg.get("papers", {}).get("image_foundation")
+    if not block:
+        return {}
+    datasets = block["datasets"]
+    sources = set(datasets) | {d["pretrain"]["dataset"] for d in datasets.values() if d.get("pretrain")}
+    runs = len(datasets) * len(block["seeds"])
+    counts = {"prepare_images": len(sources), "image_foundation_split": len(datasets),
+              "image_foundation_initial": runs, "image_foundation_train": runs * len(block["methods"]),
+              "image_foundation_table": len(datasets),
+              "image_foundation_pretrain": sum(1 for d in datasets.values() if d.get("pretrain")),
+              "fetch_weights": len({d["model"]["backbone"] for d in datasets.values() if d["model"].get("pretrained") is True}),
+              "fetch_raw": sum(len(IMAGE_DATASETS[s].raw_files) for s in sources)}
+    return {k: v for k, v in counts.items() if v}
+
+
+def with_image_foundation(wsset_counts: dict[str, int], cfg: dict) -> dict[str, int]:
+    counts = dict(wsset_counts)
+    for rule, n in image_foundation_counts(cfg).items():
+        counts[rule] = counts.get(rule, 0) + n
+        counts["total"] += n
+    return counts
 QUICK_JOB_COUNTS = {
     "fetch_raw": 4, "build_pointsets": 2, "emd_shard": 6, "merge_emd": 2, "evaluate_wmd_knn": 10,
     "train_embedder": 30, "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1,
@@ -84,7 +111,8 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     datasets = list(cfg["datasets"])
     assert set(datasets) == {"bbcsport", "twitter", "recipe", "amazon"}
     counts = job_counts(res.stdout)
-    assert counts == PAPER_JOB_COUNTS  # nothing of the embedded default (its method_scope) merged in
+    # nothing of the embedded default (its method_scope) merged in
+    assert counts == with_image_foundation(PAPER_JOB_COUNTS, cfg)
     runs, studies = expected_training_runs(cfg)
     assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
     assert counts["evaluate_wmd_knn"] == len(datasets) * 5
@@ -108,6 +136,18 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     assert "kaggle/consumer-reviews-of-amazon-products.zip" in res.stdout  # Ours+Ext.'s corpus
     for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
         assert f"results/figures/{fig}.png" in res.stdout
+    # the seven image datasets: downloads (URL + checksum in the catalog), training, evaluation
+    from dmlrepro.data.images import IMAGE_DATASETS
+    image = cfg["papers"]["image_foundation"]
+    assert set(image["datasets"]) == set(IMAGE_DATASETS)
+    for name, spec in IMAGE_DATASETS.items():
+        for relpath in spec.raw_files:
+            assert f"resources/raw/{relpath}" in res.stdout, relpath
+        for seed in image["seeds"]:
+            for method in image["methods"]:
+                assert f"results/image_foundation/{name}/seed{seed}/{method}/metrics.json" in res.stdout
+        assert f"results/image_foundation/tables/{name}.md" in res.stdout
+    assert "resources/weights/imagenet/resnet50-19c8e357.pth" in res.stdout
 
 
 def test_default_config_targets_table_rows_and_figures(tmp_path):
@@ -115,7 +155,7 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
     assert res.returncode == 0, res.stderr
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     counts = job_counts(res.stdout)
-    assert counts == DEFAULT_JOB_COUNTS
+    assert counts == with_image_foundation(DEFAULT_JOB_COUNTS, cfg)
     runs, studies = expected_training_runs(cfg)
     assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
     assert counts["evaluate_wmd_knn"] == 2 * 5 and "bert_finetune" not in counts
@@ -154,7 +194,8 @@ def test_no_arguments_run_the_embedded_default_and_config_overrides_apply(tmp_pa
     workdir = repo_like_workdir(tmp_path)
     res = snakemake(workdir, "-n")
     assert res.returncode == 0, res.stderr
-    assert job_counts(res.stdout) == DEFAULT_JOB_COUNTS
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert job_counts(res.stdout) == with_image_foundation(DEFAULT_JOB_COUNTS, default)
     # --config without --configfile: merged over the embedded default (its studies stay)
     res = snakemake(workdir, "-n", "--config", "methods=[wmd_knn, wsset]")
     assert res.returncode == 0, res.stderr
@@ -255,6 +296,17 @@ TINY = {
         "c_grid": {"dataset": "twitter", "c": [7, 30]},
         "query_time": {"dataset": "gallery", "model_from": "bbcsport", "n_queries": 2},
     },
+    "papers": {"image_foundation": {
+        "seeds": [0],
+        "methods": {"multi_similarity": {"loss": {"name": "MultiSimilarityLoss"},
+                                         "miner": {"name": "MultiSimilarityMiner"}}},
+        "datasets": {"fashion_mnist": {
+            "protocol": {"protocol": "zero_shot", "train_classes": [0, 1, 2, 3, 4], "test_classes": [5, 6, 7, 8, 9],
+                         "val_by": "images"},
+            "pretrain": {"dataset": "mnist", "backbone": "lenet_ssdml", "epochs": 1, "iterations": 3, "batch_size": 32},
+            "model": {"backbone": "lenet_ssdml", "embedding_dim": 16},
+            "train": {"epochs": 2, "iterations": 3, "batch_size": 20, "m": 4}}},
+    }},
 }
 
 
@@ -293,3 +345,9 @@ def test_tiny_end_to_end_run_produces_tables_figures_and_report(tmp_path, shared
     assert "Ours (WSSET)" in html and "data:image/png;base64" in html and "905.9" in html
     # the raw files came from the mirror and were verified
     assert (tmp_path / "resources/raw/wmd-text/bbcsport/bbcsport-fulltext.zip").exists()
+    # the image foundation's stand-in: table with the Initial row and the test-selection column, figure, report
+    image_table = (tmp_path / "results/image_foundation/tables/fashion_mnist.md").read_text()
+    assert "Initial (pretrained" in image_table and "Multi-Similarity" in image_table
+    assert "R@1 if selected on test (inflated)" in image_table
+    assert (tmp_path / "results/image_foundation/figures/fashion_mnist_curves.png").stat().st_size > 1000
+    assert "image_foundation: fashion mnist" in html
