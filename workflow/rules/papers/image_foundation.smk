@@ -2,71 +2,13 @@
 # backbone's initial weights (pretrained on another dataset, or ImageNet weights from the catalog),
 # metric-learning runs per method and seed, the Initial row, a table and a figure.
 
-IMAGE_FOUNDATION = config["papers"]["image_foundation"]
-validate(IMAGE_FOUNDATION, "../../schemas/papers/image_foundation.schema.yaml")
-
-IF_ROOT = "results/image_foundation"
-IF_SEEDS = IMAGE_FOUNDATION["seeds"]
+include: "image_foundation_common.smk"
 
 
 wildcard_constraints:
     image_dataset="|".join(IMAGE_FOUNDATION["datasets"]),
     image_method="|".join(IMAGE_FOUNDATION["methods"]),
     seed=r"\d+",
-
-
-def if_cfg(dataset):
-    return IMAGE_FOUNDATION["datasets"][dataset]
-
-
-def if_raw(dataset):
-    return f"resources/images/{dataset}.json"
-
-
-def if_init(dataset):
-    """What a run starts from: the backbone pretrained on another dataset, catalog weights, or nothing."""
-    cfg = if_cfg(dataset)
-    if cfg.get("pretrain"):
-        return f"{IF_ROOT}/{dataset}/pretrained.pt"
-    if cfg["model"].get("pretrained") is True:
-        return weights_path(cfg["model"]["backbone"])
-    return cfg["model"].get("pretrained") or []
-
-
-def if_ks(dataset):
-    return " ".join(str(k) for k in if_cfg(dataset).get("recall_ks", [1, 2, 4, 8]))
-
-
-def if_device(dataset):
-    return if_cfg(dataset)["train"].get("device", "cpu")
-
-
-def if_resource(dataset, key, default):
-    return if_cfg(dataset).get("resources", {}).get(key, default)
-
-
-def if_metrics(dataset):
-    runs = [f"{IF_ROOT}/{dataset}/seed{s}/{m}/metrics.json" for m in IMAGE_FOUNDATION["methods"] for s in IF_SEEDS]
-    return [f"{IF_ROOT}/{dataset}/seed{s}/initial.json" for s in IF_SEEDS] + runs
-
-
-def if_histories(dataset):
-    return [p.replace("metrics.json", "history.csv") for p in if_metrics(dataset) if p.endswith("metrics.json")]
-
-
-def if_targets():
-    return [f"{IF_ROOT}/{kind}/{d}{ext}" for d in IMAGE_FOUNDATION["datasets"]
-            for kind, ext in (("tables", ".md"), ("figures", "_curves.png"))]
-
-
-def if_data_note(dataset):
-    cfg = if_cfg(dataset)
-    pre, p = cfg.get("pretrain"), cfg["protocol"]
-    origin = (f"{pre['backbone']} pretrained with labels on {pre['dataset']}" if pre else
-              f"{cfg['model']['backbone']}, {'ImageNet weights' if cfg['model'].get('pretrained') else 'random init'}")
-    classes = (f"classes {p['train_classes']} train, {p['test_classes']} test" if p.get("train_classes")
-               else f"the {p.get('protocol', 'zero_shot')} split")
-    return f"{dataset}: {classes}; {origin}"
 
 
 rule image_foundation_split:
