@@ -384,3 +384,14 @@ def test_bad_inputs():
         sb.llr_prior(x, [0, 1, 2], [0, 1, 2])
     with pytest.raises(DmlReproError, match="loaded into"):
         sb.make_metric_step("lrml").load_state_dict({"name": "apit", "M": torch.eye(2), "l": 2})
+
+
+def test_benchmark_script_runs_on_a_tiny_case(capsys):
+    import sys
+    from conftest import REPO_ROOT
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import bench_ssdml_metric_step
+    bench_ssdml_metric_step.main(["--n", "60", "--d", "8", "--l", "4", "--labelled", "20", "--classes", "2",
+                                  "--triplets", "50", "--repeats", "1", "--no-append"])
+    out = capsys.readouterr().out
+    assert all(f"| {name} |" in out for name in ("ssdml", "lrml", "isdml", "seraph", "apllr", "apit"))
