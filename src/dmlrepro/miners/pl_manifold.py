@@ -30,6 +30,13 @@ Decisions (TARGETS 003-§5.3; the paper leaves them open):
   T = 90 % is called a "reconstruction quality threshold" (Sec. 4.1), so it bounds quality from
   below; reading it as "error < 90 %" would accept almost anything. The comparison is strict
   ("an error less than T %"), so T = 1 accepts no neighbour beyond the initial m − 1.
+  ``error_measure="norm"`` reads it on lengths instead, ``||x − x̂|| / ||x|| < 1 − T`` (about 5.7°
+  at T = 0.9), much stricter. Note that with the energy reading a *tight* neighbourhood (its
+  points within a few degrees of each other) uses little of its m dimensions, so the refitted
+  PCA can swap a minor direction for an off-piece candidate and still keep every point within
+  10 %: such a candidate is accepted. That is the algorithm as written, not an implementation
+  artefact; the norm reading rejects it.
+* The m − 1 nearest neighbours of step 1 are taken unconditionally, however far they are.
 * **Which points are checked**: by default every point of ``X'_i``, the candidate included
   (``check="all"``). Step 3's letter checks only the points already in ``X_i``; but once ``X_i``
   has a few points an outlier barely tilts the PCA, so that reading would accept outliers whose
@@ -59,6 +66,7 @@ import torch
 from dmlrepro import DmlReproError
 
 CHECK_MODES = ("all", "accepted")
+ERROR_MEASURES = ("energy", "norm")
 
 
 @dataclass
@@ -75,7 +83,8 @@ class PiecewiseLinearManifold:
     centred: bool = False
 
 
-def _check_args(emb: torch.Tensor, m: int, threshold: float, n_neighbours: int | None, check: str) -> int:
+def _check_args(emb: torch.Tensor, m: int, threshold: float, n_neighbours: int | None, check: str,
+                error_measure: str) -> int:
     if emb.ndim != 2:
         raise DmlReproError(f"pl_manifold: embeddings must be (n, d), got shape {tuple(emb.shape)}")
     n, d = emb.shape
@@ -83,6 +92,8 @@ def _check_args(emb: torch.Tensor, m: int, threshold: float, n_neighbours: int |
         raise DmlReproError(f"pl_manifold: m={m} must lie in [1, d={d}]")
     if not 0.0 < float(threshold) <= 1.0:
         raise DmlReproError(f"pl_manifold: threshold T={threshold} must be a fraction in (0, 1] (0.9 for 90 %)")
+    if error_measure not in ERROR_MEASURES:
+        raise DmlReproError(f"pl_manifold: unknown error_measure '{error_measure}' ({' | '.join(ERROR_MEASURES)})")
     if check not in CHECK_MODES:
         raise DmlReproError(f"pl_manifold: unknown check '{check}' ({' | '.join(CHECK_MODES)})")
     k = n - 1 if n_neighbours is None else int(n_neighbours)
@@ -112,13 +123,14 @@ def _relative_errors(local: torch.Tensor, mask: torch.Tensor, m: int, centred: b
 @torch.no_grad()
 def piecewise_linear_manifold(embeddings: torch.Tensor, m: int = 3, threshold: float = 0.9,
                               n_neighbours: int | None = None, centred: bool = False,
-                              check: str = "all") -> PiecewiseLinearManifold:
+                              check: str = "all", error_measure: str = "energy") -> PiecewiseLinearManifold:
     """Sec. 3.2 for every row of ``embeddings`` (n, d); see the module docstring.
 
     ``m``: dimension of each piece (paper: 3); ``threshold``: T as a fraction (paper: 0.9);
-    ``n_neighbours``: k candidates per point (default all n − 1). Runs under ``no_grad`` (the
+    ``n_neighbours``: k candidates per point (default all n − 1); ``error_measure``: "energy"
+    (relative squared error < 1 − T, the default) or "norm" (relative error < 1 − T). Runs under ``no_grad`` (the
     pieces come from the momentum encoder and carry no gradient)."""
-    k = _check_args(embeddings, m, threshold, n_neighbours, check)
+    k = _check_args(embeddings, m, threshold, n_neighbours, check, error_measure)
     m = int(m)
     emb = embeddings.detach().to(torch.float64)
     n, d = emb.shape
@@ -135,6 +147,8 @@ def piecewise_linear_manifold(embeddings: torch.Tensor, m: int = 3, threshold: f
         trial = accepted.clone()
         trial[:, t] = True
         err = _relative_errors(local, trial, m, centred)
+        if error_measure == "norm":
+            err = err.sqrt()
         checked = trial if check == "all" else accepted
         fits = torch.where(checked, err, torch.zeros_like(err)).amax(1) < limit
         accepted[:, t] = fits
