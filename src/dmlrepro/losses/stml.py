@@ -30,7 +30,8 @@ Defaults: σ 3 and δ 1 (the STML README's commands for CUB/Cars; the code's arg
 
 Where the paper and the code might differ, we follow the code: the ``round(k/2)`` expansion
 size, forcing views of one image into the neighbourhood, the row-mean normalisation including
-the zero diagonal, the KL direction and its ``/N``. Unsure from the paper alone: whether the
+the zero diagonal, the KL direction and its ``/N``. ``round`` is Python's (half to even, like the
+code's ``np.around``): k = 10 gives 5, k = 3 gives 2. Unsure from the paper alone: whether the
 query expansion averages W̃_C rows of the neighbours only or includes i itself (the code: the
 top-round(k/2) by W_P, which includes i); whether ``L_RC`` is averaged over ordered pairs (the code:
 yes).
