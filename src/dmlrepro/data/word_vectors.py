@@ -19,6 +19,7 @@ import numpy as np
 
 from dmlrepro import DmlReproError
 from dmlrepro.data.catalog import WORD_VECTORS, get_word_vectors_spec
+from dmlrepro.data.fetch import check_cached_raw_file
 
 
 class WordVectors:
@@ -157,6 +158,7 @@ def load_word_vectors(name_or_path: str | os.PathLike, raw_root: str | os.PathLi
         path = Path(raw_root) / spec.relpath
         if not path.is_file():
             raise DmlReproError(f"word vectors '{key}': file not found: {path} (fetch '{spec.relpath}' first)")
+        check_cached_raw_file(path)  # a file fetch verified must not have changed since
         if spec.kind == "glove_subset_npz":
             return load_glove_subset(path, name=key)
         return load_keyed_vectors(path, name=key)
@@ -167,6 +169,7 @@ def load_word_vectors(name_or_path: str | os.PathLike, raw_root: str | os.PathLi
     if not path.is_file():
         raise DmlReproError(f"unknown word vectors '{key}': neither a catalog name "
                             f"({', '.join(sorted(WORD_VECTORS))}) nor an existing file")
+    check_cached_raw_file(path)
     if path.suffix.lower() == ".npz":
         return load_glove_subset(path, name=path.name)
     return load_keyed_vectors(path)
