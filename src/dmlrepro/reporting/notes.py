@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dmlrepro.reporting.paper_values import DATASETS, dataset_label
+
 
 def protocol_notes(records: list[dict[str, Any]], config: dict[str, Any]) -> list[str]:
     """Plain-language notes for a reader comparing our columns with the paper's."""
@@ -29,4 +31,22 @@ def protocol_notes(records: list[dict[str, Any]], config: dict[str, Any]) -> lis
                  "same-class documents), each test document querying the rest of the test split; the paper "
                  "does not define it, its numbers imply this reading (see docs/wsset.md).")
     notes.append("Ours ± std: mean and sample standard deviation over splits; the paper reports single numbers.")
+    notes += task_notes(records)
+    return notes
+
+
+def task_notes(records: list[dict[str, Any]]) -> list[str]:
+    """Why some rows have no paper value: their task is not the paper's (record key ``task_note``,
+    e.g. Amazon relabelled by sentiment) or their dataset is not one of the paper's."""
+    notes = []
+    differs: dict[str, set[str]] = {}
+    for r in records:
+        if r.get("task_note"):
+            differs.setdefault(r["dataset"], set()).add(str(r["task_note"]))
+    for dataset in sorted(differs):
+        notes.append(f"{dataset_label(dataset)}: no paper value (\"–\"): not the paper's task "
+                     f"({'; '.join(sorted(differs[dataset]))}), so the paper's numbers do not compare.")
+    others = sorted({r["dataset"] for r in records if r.get("dataset") not in DATASETS} - set(differs))
+    if others:
+        notes.append(f"{', '.join(others)}: not a dataset of the paper, so no paper value (\"–\").")
     return notes

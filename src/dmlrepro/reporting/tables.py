@@ -9,7 +9,9 @@ A metric record (one JSON file per dataset × method × split) looks like::
 All metrics are percentages. Over the splits of one (method, dataset) we report the mean and
 the **sample** standard deviation (ddof = 1; "± n/a" with a single split). Published numbers
 appear only in the column "Paper" (as printed, "[?]" marking OCR-uncertain values; "–" where
-the paper has none); "Δ" is ours − paper, signed, 2 decimals. Rows follow the paper's row
+the paper has none, and on a dataset whose records carry a ``task_note``: relabelled, another
+corpus, a subsample that lost classes, which is not the paper's task); "Δ" is ours − paper,
+signed, 2 decimals. Rows follow the paper's row
 order; methods that are not in the paper (e.g. ``sset``) come after, then unknown keys A→Z.
 """
 
@@ -211,7 +213,18 @@ def _paper_cell(printed: str | None, uncertain: bool) -> tuple[str, float | None
 
 
 def _data_source(group: list[dict]) -> str:
-    return "; ".join(sorted({r["data_source"] for r in group}))
+    return "; ".join(sorted({r["data_source"] for r in group} - {""}))
+
+
+def _task_notes(recs: list[dict]) -> dict[str, str]:
+    """Dataset -> why its runs are not the paper's task (optional record key ``task_note``: a
+    relabelled or otherwise different dataset). A paper value appears only where the task is the
+    paper's, so these datasets get "–" in the Paper column."""
+    notes: dict[str, set[str]] = {}
+    for r in recs:
+        if r.get("task_note"):
+            notes.setdefault(r["dataset"], set()).add(str(r["task_note"]))
+    return {d: "; ".join(sorted(n)) for d, n in notes.items()}
 
 
 def paper_value_notes() -> list[str]:
@@ -231,19 +244,20 @@ def build_table1(records: Sequence[Mapping | str | os.PathLike], include_missing
     every evaluated dataset the paper reports it for.
     """
     recs = _coerce_records(records)
+    differs = _task_notes(recs)
     rows = []
     have = set()
     for method, dataset, group in _groups(recs):
         have.add((method, dataset))
         info = METHODS.get(method)
-        printed = PAPER_TABLE1_PRINTED.get(method, {}).get(dataset)
+        printed = None if dataset in differs else PAPER_TABLE1_PRINTED.get(method, {}).get(dataset)
         paper = _paper_cell(printed, bool(info and dataset in info.uncertain_table1))
         rows.append(_measured_row(method, dataset, [r["knn_accuracy"] for r in group], paper, group))
     if include_missing_paper_rows:
         for method in METHOD_ORDER:
             for dataset in DATASETS:
                 printed = PAPER_TABLE1_PRINTED[method][dataset]
-                if printed is None or (method, dataset) in have:
+                if printed is None or (method, dataset) in have or dataset in differs:
                     continue
                 paper_text = _paper_cell(printed, dataset in METHODS[method].uncertain_table1)[0]
                 rows.append(_not_run_row(method, dataset, paper_text))
@@ -251,7 +265,7 @@ def build_table1(records: Sequence[Mapping | str | os.PathLike], include_missing
         for dataset in sorted({d for _, d in have}, key=_dataset_sort_key):
             printed = PAPER_TABLE1_PRINTED.get(method, {}).get(dataset)
             if printed is not None and (method, dataset) not in have:
-                rows.append(_not_run_row(method, dataset, printed, reason=reason))
+                rows.append(_not_run_row(method, dataset, NA if dataset in differs else printed, reason=reason))
     if include_missing_paper_rows or pending:
         rows = _resort(rows)
     return pd.DataFrame(rows, columns=TABLE1_COLUMNS)
@@ -310,11 +324,12 @@ def build_table2(records: Sequence[Mapping | str | os.PathLike], include_missing
     """Table II (Recall@K %) in long form: one row per (method, dataset, K), K = the paper's K list
     for that dataset (for a dataset not in the paper: every K found in the records)."""
     recs = _coerce_records(records)
+    differs = _task_notes(recs)
     rows = []
     have = set()
     for method, dataset, group in _groups(recs):
         have.add((method, dataset))
-        paper_block = PAPER_TABLE2_PRINTED.get(method, {}).get(dataset, {})
+        paper_block = {} if dataset in differs else PAPER_TABLE2_PRINTED.get(method, {}).get(dataset, {})
         for k in _ks_for(dataset, group):
             measured = [r for r in group if _has_k(r, k)]
             missing = [r for r in group if not _has_k(r, k)]
@@ -327,7 +342,7 @@ def build_table2(records: Sequence[Mapping | str | os.PathLike], include_missing
     if include_missing_paper_rows:
         for method in METHOD_ORDER:
             for dataset, block in PAPER_TABLE2_PRINTED[method].items():
-                if (method, dataset) in have:
+                if (method, dataset) in have or dataset in differs:
                     continue
                 for k, printed in block.items():
                     rows.append(_not_run_row(method, dataset, printed, K=k))
@@ -335,7 +350,8 @@ def build_table2(records: Sequence[Mapping | str | os.PathLike], include_missing
         for dataset in sorted({d for _, d in have}, key=_dataset_sort_key):
             if (method, dataset) not in have:
                 for k, printed in PAPER_TABLE2_PRINTED.get(method, {}).get(dataset, {}).items():
-                    rows.append(_not_run_row(method, dataset, printed, reason=reason, K=k))
+                    rows.append(_not_run_row(method, dataset, NA if dataset in differs else printed,
+                                             reason=reason, K=k))
     if include_missing_paper_rows or pending:
         rows = _resort(rows)
     return pd.DataFrame(rows, columns=TABLE2_COLUMNS)

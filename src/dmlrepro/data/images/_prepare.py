@@ -27,6 +27,7 @@ import zlib
 from pathlib import Path
 
 from dmlrepro import DmlReproError
+from dmlrepro.data.fetch import check_cached_raw_file
 from dmlrepro.data.images.catalog import get_image_dataset_spec
 from dmlrepro.io import atomic_path, write_text
 
@@ -98,7 +99,7 @@ def prepare_image_dataset(name: str, raw_root: str | Path, dest_root: str | Path
     raw_root, dest_root = Path(raw_root), Path(dest_root)
     same = raw_root.resolve() == dest_root.resolve()
     for relpath in spec.raw_files:
-        source = raw_root / relpath
+        source = check_cached_raw_file(raw_root / relpath)  # unchanged since fetch verified it
         if relpath in spec.archives:
             extract_archive(source, dest_root / Path(relpath).parent)
         elif not same:

@@ -7,11 +7,12 @@ the other five live in :data:`IMAGE_RAW_FILES` here. :func:`dmlrepro.data.catalo
 falls back to this table, so :func:`dmlrepro.data.fetch.fetch_raw_file` copies or downloads
 them like any other catalog file.
 
-Checksums: no sha256 of these archives is published, so ``sha256`` is None and the fetch code
-records the sha256 of the first copy (trust on first use). Where upstream's md5 is known
-(``IMAGE-ANCHORS.md`` §4: torchvision for CIFAR-10, powerful-benchmarker for CUB, Cars, SOP),
-it is ``download_md5``: a download from ``url`` is checked against it. In-shop has no known
-public URL that a script can fetch (Google Drive) and no known checksum: place the files by hand.
+Checksums: no sha256 of these archives is published, so ``sha256`` is None. Where upstream's md5
+is known (``IMAGE-ANCHORS.md`` §4: torchvision for CIFAR-10, powerful-benchmarker for CUB, Cars,
+SOP), it is ``download_md5``: a download from ``url`` and a copy from a mirror alike are checked
+against it (a mirror normally holds upstream's bytes; a re-packed archive is refused). In-shop has
+no known public URL that a script can fetch (Google Drive) and no known checksum: place the files
+by hand; the fetch code records the sha256 of the first copy (trust on first use).
 
 Layout under a data root (archives are extracted in place by
 :func:`dmlrepro.data.images.prepare_image_dataset`)::
@@ -38,7 +39,8 @@ _CUB_URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
 _CARS_URL = "http://ai.stanford.edu/~jkrause/car196"
 _SOP_URL = "ftp://cs.stanford.edu/cs/cvgl/Stanford_Online_Products.zip"
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-_TOFU = " No sha256 is published: the first copy's is recorded beside it (trust on first use)."
+_TOFU = (" No sha256 is published: a copy from a mirror or a download is checked against upstream's md5"
+         " (an archive in a mirror is normally upstream's bytes).")
 _INSHOP_NOTE = ("DeepFashion In-shop Clothes Retrieval Benchmark (Liu et al. 2016), distributed on Google Drive "
                 "(https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/InShopRetrieval.html) after agreeing to its "
                 "terms, so no URL a script can fetch: download it by hand and save {what} as <data root>/{rel}."
