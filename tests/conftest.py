@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the papers and TARGETS.md: ``$DMLREPRO_PAPERS`` or ``../shared/papers`` beside the checkout
+PAPERS_DIR = Path(os.environ.get("DMLREPRO_PAPERS", REPO_ROOT.parent / "shared" / "papers"))
 
 
 @pytest.fixture(scope="session")

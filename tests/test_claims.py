@@ -9,13 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import PAPERS_DIR
+
 from dmlrepro import DmlReproError
 from dmlrepro.reporting.claims import (
-    DOES_NOT_HOLD, HOLDS, NOT_RUN, RESULT_COLUMNS, UNDECIDED, ClaimSpec, Rows, evaluate_claims, main, results_frame,
+    DOES_NOT_HOLD, HOLDS, NOT_RUN, RESULT_COLUMNS, UNDECIDED, ClaimSpec, Rows, evaluate_claims, results_frame,
     verdict, write_claims,
 )
 
-PAPER = Path("/work/shared/papers/wsset-self-supervised-dml-pointsets.md")
+PAPER = PAPERS_DIR / "wsset-self-supervised-dml-pointsets.md"
 
 
 def table(rows):
@@ -148,7 +150,8 @@ def test_results_frame_write_claims_and_command_line(tmp_path):
     assert frame.loc[(frame["method"] == "wsset") & (frame["metric"] == "R@15"), "value"].tolist() == [20.0, 20.0]
 
     out_csv, out_md = tmp_path / "t" / "claims.csv", tmp_path / "t" / "claims.md"
-    assert main(["--metrics", *map(str, runs), "--small-data", *map(str, study), "--csv-out", str(out_csv),
+    from dmlrepro.cli import main
+    assert main(["claims", "--metrics", *map(str, runs), "--small-data", *map(str, study), "--csv-out", str(out_csv),
                  "--md-out", str(out_md)]) == 0
     claims = pd.read_csv(out_csv)
     row = claims[claims["id"] == "T1-ours>wmd-bbcsport"].iloc[0]
@@ -162,7 +165,7 @@ def test_results_frame_write_claims_and_command_line(tmp_path):
     # bad input: one line naming the file, exit 2
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    assert main(["--metrics", str(bad), "--csv-out", str(out_csv), "--md-out", str(out_md)]) == 2
+    assert main(["claims", "--metrics", str(bad), "--csv-out", str(out_csv), "--md-out", str(out_md)]) == 2
 
 
 def test_write_claims_without_any_run(tmp_path):

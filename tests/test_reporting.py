@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import PAPERS_DIR
+
 from dmlrepro import DmlReproError
 from dmlrepro.reporting.paper_values import (
     DATASETS,
@@ -32,7 +34,7 @@ from dmlrepro.reporting.tables import (
     write_table,
 )
 
-TARGETS = Path("/work/shared/papers/TARGETS.md")
+TARGETS = PAPERS_DIR / "TARGETS.md"
 
 # ----------------------------------------------------------------------------- paper values
 

@@ -21,11 +21,7 @@ from dmlrepro import DmlReproError
 log = logging.getLogger("dmlrepro")
 
 
-def _json_arg(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DmlReproError(f"invalid JSON argument {text[:80]!r}: {exc}") from exc
+from dmlrepro.io import json_argument as _json_arg  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------ data
@@ -326,6 +322,12 @@ def cmd_study(args: argparse.Namespace) -> None:
     (plot_small_data if args.kind == "small_data" else plot_c_grid)(summary, args.figure_out)
 
 
+def cmd_claims(args: argparse.Namespace) -> None:
+    from dmlrepro.reporting.claims import check_claims
+    claims = check_claims(args.metrics, args.small_data, args.c_grid, args.claims, args.csv_out, args.md_out)
+    log.info("claims: %s", claims["verdict"].value_counts().to_dict())
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from dmlrepro.reporting.report import write_html_report
     from dmlrepro.reporting.study_figures import PAPER_CLAIMS
@@ -490,6 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--summary-out", required=True)
     s.add_argument("--figure-out", required=True)
     s.set_defaults(func=cmd_study)
+
+    s = sub.add_parser("claims", help="a paper's claims checked on the runs: both sides' mean ± std and a verdict")
+    s.add_argument("--metrics", nargs="*", default=[], help="metrics.json of the Tables I/II runs")
+    s.add_argument("--small-data", nargs="*", default=[], help="metrics.json of the Fig. 4 runs")
+    s.add_argument("--c-grid", nargs="*", default=[], help="metrics.json of the Fig. 6 runs")
+    s.add_argument("--claims", default="dmlrepro.reporting.wsset_claims:CLAIMS", help="module:list of ClaimSpec")
+    s.add_argument("--csv-out", required=True)
+    s.add_argument("--md-out", required=True)
+    s.set_defaults(func=cmd_claims)
 
     s = sub.add_parser("report", help="one self-contained HTML page with all tables and figures")
     s.add_argument("--tables", nargs="+", required=True)

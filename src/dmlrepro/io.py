@@ -59,6 +59,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def json_argument(text: str) -> Any:
+    """A command-line argument holding JSON; malformed JSON is one line quoting its start."""
+    from dmlrepro import DmlReproError
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DmlReproError(f"invalid JSON argument {text[:80]!r}: {exc}") from exc
+
+
 def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

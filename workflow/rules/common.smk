@@ -14,10 +14,7 @@ from dmlrepro.training.methods import TRAINED_METHODS, method_spec, transfer_cha
 # with the interpreter that runs Snakemake (the project's virtualenv), whatever PATH says.
 _USES_CONDA = "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
 _PYTHON = "python" if _USES_CONDA else sys.executable
-_RUN_MODULE = f'PYTHONPATH="{SRC}${{PYTHONPATH:+:$PYTHONPATH}}" {_PYTHON} -m'
-DMLREPRO = f"{_RUN_MODULE} dmlrepro"
-# the claims step is a module of its own (dmlrepro.reporting.claims: evaluate a paper's claims list)
-DMLREPRO_CLAIMS = f"{_RUN_MODULE} dmlrepro.reporting.claims"
+DMLREPRO = f'PYTHONPATH="{SRC}${{PYTHONPATH:+:$PYTHONPATH}}" {_PYTHON} -m dmlrepro'
 DATASETS = list(config["datasets"])
 # collections built (and EMD'd when needed) like datasets, never rows of the tables: Ours+Ext.'s
 # external corpus, Fig. 5's timing gallery

@@ -33,13 +33,13 @@ rule claims:
         csv=report("results/tables/claims.csv", category="Tables", caption="../report/claims.rst"),
         md="results/tables/claims.md",
     params:
-        cli=DMLREPRO_CLAIMS,
+        cli=DMLREPRO,
     log:
         "logs/report/claims.log",
     conda:
         "../envs/report.yaml"
     shell:
-        "{params.cli} --metrics {input.tables} --small-data {input.small_data} --c-grid {input.c_grid}"
+        "{params.cli} claims --metrics {input.tables} --small-data {input.small_data} --c-grid {input.c_grid}"
         " --csv-out {output.csv} --md-out {output.md} > {log} 2>&1"
 
 

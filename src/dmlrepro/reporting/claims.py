@@ -32,13 +32,10 @@ Command line (one step of the workflow)::
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import itertools
-import logging
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -52,7 +49,7 @@ from dmlrepro.reporting.tables import format_mean_std, table_markdown
 
 __all__ = [
     "HOLDS", "DOES_NOT_HOLD", "UNDECIDED", "NOT_RUN", "VERDICTS", "RESULT_COLUMNS", "CLAIM_COLUMNS",
-    "Rows", "ClaimSpec", "verdict", "evaluate_claims", "results_frame", "write_claims", "main",
+    "Rows", "ClaimSpec", "verdict", "evaluate_claims", "results_frame", "write_claims", "check_claims",
 ]
 
 HOLDS = "holds"
@@ -296,33 +293,11 @@ def _load_specs(target: str) -> list[ClaimSpec]:
     return list(specs)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Evaluate a claims list on the runs' metrics and write claims.{csv,md}; exit 2 on a DmlReproError."""
-    p = argparse.ArgumentParser(prog="python -m dmlrepro.reporting.claims", description=__doc__.splitlines()[0])
-    p.add_argument("--metrics", nargs="*", default=[], help="metrics.json of the Tables I/II runs")
-    p.add_argument("--small-data", nargs="*", default=[], help="metrics.json of the Fig. 4 runs")
-    p.add_argument("--c-grid", nargs="*", default=[], help="metrics.json of the Fig. 6 runs")
-    p.add_argument("--claims", default="dmlrepro.reporting.wsset_claims:CLAIMS", help="module:list of ClaimSpec")
-    p.add_argument("--csv-out", required=True)
-    p.add_argument("--md-out", required=True)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    log = logging.getLogger("dmlrepro")
-    try:
-        from dmlrepro.reporting.paper_values import dataset_label, paper_row_label
-        table = results_frame(args.metrics, {"small_data": args.small_data, "c_grid": args.c_grid})
-        claims = evaluate_claims(_load_specs(args.claims), table, paper_row_label, dataset_label)
-        write_claims(claims, Path(args.csv_out), Path(args.md_out))
-        log.info("claims: %s", claims["verdict"].value_counts().to_dict())
-    except DmlReproError as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    # run the imported module's main: as __main__ this file's ClaimSpec is a second class, and the
-    # claims list (which imports dmlrepro.reporting.claims) would not be instances of it
-    from dmlrepro.reporting.claims import main as _main
-
-    sys.exit(_main())
+def check_claims(metrics: Sequence[str], small_data: Sequence[str], c_grid: Sequence[str], claims: str,
+                 csv_out: str | Path, md_out: str | Path) -> pd.DataFrame:
+    """Evaluate a claims list (``module:attribute``) on the runs' metrics; write claims.{csv,md}."""
+    from dmlrepro.reporting.paper_values import dataset_label, paper_row_label
+    table = results_frame(metrics, {"small_data": small_data, "c_grid": c_grid})
+    result = evaluate_claims(_load_specs(claims), table, paper_row_label, dataset_label)
+    write_claims(result, Path(csv_out), Path(md_out))
+    return result

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from dmlrepro.data.pointsets import Pointsets, pad_batch
 from dmlrepro.evaluation.knn import embedding_distances, weighted_knn_accuracy
 from dmlrepro.io import atomic_path, save_npy
 from dmlrepro.training.bucketing import LengthBucketedEncoder
+from dmlrepro.training.loop import cpu_state, rng_state, seed_everything, set_rng_state
 from dmlrepro.training.methods import method_spec
 from dmlrepro.training.objectives import Batch, build_objective
 
@@ -82,20 +82,6 @@ def validation_accuracy(model, ps: Pointsets, fit: np.ndarray, val: np.ndarray, 
     return weighted_knn_accuracy(embedding_distances(emb_val, emb_fit), ps.labels[fit], ps.labels[val], k)
 
 
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 @dataclass
@@ -171,7 +157,7 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
             objective.load_state_dict(ckpt["objective"])
             optimiser.load_state_dict(ckpt["optimiser"])
             history, best, start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
-            _set_rng_state(ckpt["rng"])
+            set_rng_state(ckpt["rng"])
             log.info("resuming %s from epoch %d (%s)", method, start_epoch, ckpt_path)
         else:
             log.warning("ignoring checkpoint %s: written for another configuration", ckpt_path)
@@ -203,9 +189,9 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
             acc = validation_accuracy(model, ps, fit, val, knn_k, weight_feature)
             row["val_accuracy"] = acc
             if selection == "val_knn" and (best["val_accuracy"] is None or acc > best["val_accuracy"]):
-                best = {"epoch": epoch, "val_accuracy": acc, "state": _cpu_state(model)}
+                best = {"epoch": epoch, "val_accuracy": acc, "state": cpu_state(model)}
         if selection == "last" or not len(val):
-            best = {"epoch": epoch, "val_accuracy": row["val_accuracy"] or None, "state": _cpu_state(model)}
+            best = {"epoch": epoch, "val_accuracy": row["val_accuracy"] or None, "state": cpu_state(model)}
         row["seconds"] = round(time.perf_counter() - t0, 3)
         history.append(row)
         log.info("%s epoch %d/%d loss %.4f val_acc %s (%.1fs)", method, epoch, epochs, row["loss"],
@@ -215,7 +201,7 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
             on_epoch_end(epoch)
 
     if best["state"] is None:  # zero epochs requested
-        best = {"epoch": 0, "val_accuracy": None, "state": _cpu_state(model)}
+        best = {"epoch": 0, "val_accuracy": None, "state": cpu_state(model)}
     model.load_state_dict(best["state"])
     with atomic_path(out_dir / "model.pt") as tmp:
         torch.save({"state_dict": best["state"], "input_dim": ps.dim + 1, "model_cfg": dict(model_cfg),
@@ -257,10 +243,6 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
             writer.writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})
 
 
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
 def _signature(method, params, model_cfg, train_cfg, seed, fit, val, init_model=None) -> str:
     import hashlib
     import json
@@ -276,7 +258,7 @@ def _signature(method, params, model_cfg, train_cfg, seed, fit, val, init_model=
 def _save_checkpoint(path: Path, model, objective, optimiser, epoch, history, best, signature) -> None:
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"model": model.state_dict(), "objective": objective.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch,
-                    "history": history, "best": best, "rng": _rng_state(), "signature": signature}, tmp)
+                    "history": history, "best": best, "rng": rng_state(), "signature": signature}, tmp)
 
 
 def save_embeddings(path: str | os.PathLike, embeddings: np.ndarray) -> None:

@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 from typing import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
-from dmlrepro import DmlReproError
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DmlReproError(f"invalid JSON argument {text[:80]!r}: {exc}") from exc
+from dmlrepro.io import json_argument as _json
 
 
 def _split(args: argparse.Namespace) -> None:
