@@ -109,7 +109,8 @@ class Trainer:
                  validate: Callable[[nn.Module], dict[str, float]] | None = None,
                  selection_metric: str | None = None, monitor: Callable[[nn.Module], dict[str, float]] | None = None,
                  hooks: Sequence[Hook] = (), eval_every: int = 1, checkpoint_every: int = 0,
-                 device: str | torch.device = "cpu", progress: bool = True, name: str = "train"):
+                 device: str | torch.device = "cpu", amp: bool = False, progress: bool = True,
+                 name: str = "train"):
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.plan, self.load = plan, load
         self.epochs, self.eval_every, self.checkpoint_every = int(epochs), max(1, int(eval_every)), int(checkpoint_every)
@@ -117,6 +118,11 @@ class Trainer:
         self.validate, self.selection_metric, self.monitor = validate, selection_metric, monitor
         self.hooks = list(hooks)
         self.device = torch.device(device)
+        # mixed precision and cuDNN autotuning on a GPU only (CPU runs stay exact and reproducible)
+        self.amp = bool(amp) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
         self.progress, self.name = progress, name
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": 0, "score": None, "state": None}
@@ -127,7 +133,8 @@ class Trainer:
         with atomic_path(self.checkpoint_path, suffix=".pt") as tmp:
             torch.save({"signature": self.signature, "epoch": epoch_done, "iteration": iteration, "partial": partial,
                         "model": self.model.state_dict(), "objective": self.objective.state_dict(),
-                        "optimizer": self.optimizer.state_dict(), "hooks": [h.state_dict() for h in self.hooks],
+                        "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                        "hooks": [h.state_dict() for h in self.hooks],
                         "history": self.history, "best": self.best, "rng": rng_state()}, tmp)
 
     def _resume(self) -> dict[str, Any] | None:
@@ -140,6 +147,8 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.objective.load_state_dict(ckpt["objective"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         for hook, state in zip(self.hooks, ckpt["hooks"]):
             hook.load_state_dict(state)
         self.history, self.best = ckpt["history"], ckpt["best"]
@@ -180,11 +189,13 @@ class Trainer:
                    disable=not self.progress, leave=False, unit="batch",
                    mininterval=1.0 if sys.stderr.isatty() else 30.0)
         for i, batch in enumerate(self.load(batches[start:]), start=start + 1):
-            loss, n_terms = self.objective(self.model, batch)
+            with torch.autocast(self.device.type, enabled=self.amp):
+                loss, n_terms = self.objective(self.model, batch)
             self.optimizer.zero_grad(set_to_none=True)
             if loss.requires_grad:  # a batch with no active term leaves the parameters alone
-                loss.backward()
-                self.optimizer.step()
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             value = float(loss.detach())
             for hook in self.hooks:
                 hook.on_step_end(self, batch, value)

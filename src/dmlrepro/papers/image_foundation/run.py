@@ -161,7 +161,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
                              hashlib.sha256(Path(init).read_bytes()).hexdigest() if init else None),
         validate=val_recall1, selection_metric="recall@1", monitor=test_recall1,
         eval_every=int(train_cfg.get("eval_every", 1)), checkpoint_every=int(train_cfg.get("checkpoint_every", 0)),
-        device=device, name=f"{method} seed {seed}")
+        device=device, amp=bool(train_cfg.get("amp", False)), name=f"{method} seed {seed}")
     result = trainer.fit(after_epoch)
     metrics = _metrics(model, index, split, spec, test_tf, recall_ks, seed, device)
     by_test = [r for r in result.history if "test_recall@1" in r]
