@@ -49,20 +49,28 @@ PAPER_JOB_COUNTS = {
 
 
 def image_foundation_counts(cfg: dict) -> dict[str, int]:
-    """The image foundation's jobs a config implies (papers.image_foundation)."""
+    """The image papers' jobs a config implies (papers.image_foundation and papers.ssdml); the
+    image datasets both use are prepared (and their raw files fetched) once."""
     from dmlrepro.data.images import IMAGE_DATASETS
-    block = cfg.get("papers", {}).get("image_foundation")
-    if not block:
-        return {}
-    datasets = block["datasets"]
-    sources = set(datasets) | {d["pretrain"]["dataset"] for d in datasets.values() if d.get("pretrain")}
-    runs = len(datasets) * len(block["seeds"])
-    counts = {"prepare_images": len(sources), "image_foundation_split": len(datasets),
-              "image_foundation_initial": runs, "image_foundation_train": runs * len(block["methods"]),
-              "image_foundation_table": len(datasets),
-              "image_foundation_pretrain": sum(1 for d in datasets.values() if d.get("pretrain")),
-              "fetch_weights": len({d["model"]["backbone"] for d in datasets.values() if d["model"].get("pretrained") is True}),
-              "fetch_raw": sum(len(IMAGE_DATASETS[s].raw_files) for s in sources)}
+    papers = cfg.get("papers", {})
+    block, ssdml = papers.get("image_foundation"), papers.get("ssdml")
+    sources, counts = set(), {}
+    if block:
+        datasets = block["datasets"]
+        sources |= set(datasets) | {d["pretrain"]["dataset"] for d in datasets.values() if d.get("pretrain")}
+        runs = len(datasets) * len(block["seeds"])
+        counts |= {"image_foundation_split": len(datasets),
+                   "image_foundation_initial": runs, "image_foundation_train": runs * len(block["methods"]),
+                   "image_foundation_table": len(datasets),
+                   "image_foundation_pretrain": sum(1 for d in datasets.values() if d.get("pretrain")),
+                   "fetch_weights": len({d["model"]["backbone"] for d in datasets.values()
+                                         if d["model"].get("pretrained") is True})}
+    if ssdml:
+        sources |= set(ssdml["datasets"])
+        runs = len(ssdml["datasets"]) * len(ssdml["seeds"])
+        counts |= {"ssdml_split": len(ssdml["datasets"]), "ssdml_initial": runs,
+                   "ssdml_train": runs * len(ssdml["methods"]), "ssdml_tables": 1}
+    counts |= {"prepare_images": len(sources), "fetch_raw": sum(len(IMAGE_DATASETS[s].raw_files) for s in sources)}
     return {k: v for k, v in counts.items() if v}
 
 
@@ -148,6 +156,15 @@ def test_paper_config_builds_the_full_dag(tmp_path):
                 assert f"results/image_foundation/{name}/seed{seed}/{method}/metrics.json" in res.stdout
         assert f"results/image_foundation/tables/{name}.md" in res.stdout
     assert "resources/weights/imagenet/resnet50-19c8e357.pth" in res.stdout
+    # SSDML: MNIST, Fashion-MNIST and CIFAR-10 runs, w/ and w/o orth, 5 seeds, and its tables
+    ssdml = cfg["papers"]["ssdml"]
+    assert set(ssdml["datasets"]) == {"mnist", "fashion_mnist", "cifar10"} and len(ssdml["seeds"]) == 5
+    for name in ssdml["datasets"]:
+        for seed in ssdml["seeds"]:
+            assert f"results/ssdml/{name}/seed{seed}/initial.json" in res.stdout
+            for method in ("ours", "ours_no_orth"):
+                assert f"results/ssdml/{name}/seed{seed}/{method}/metrics.json" in res.stdout
+    assert "results/ssdml/tables/table4.md" in res.stdout
 
 
 def test_default_config_targets_table_rows_and_figures(tmp_path):

@@ -1,0 +1,73 @@
+"""CLI commands of the SSDML paper package (one per workflow step); splits use ``image-split``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from dmlrepro import DmlReproError
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DmlReproError(f"invalid JSON argument {text[:80]!r}: {exc}") from exc
+
+
+def _train(args: argparse.Namespace) -> None:
+    from dmlrepro.papers.ssdml.run import train
+    params = _json(args.params)
+    train(args.dataset, args.raw_root, args.split, args.method, params["method"], params["model"], params["train"],
+          args.seed, args.out_dir, args.recall_ks, device=args.device)
+
+
+def _initial(args: argparse.Namespace) -> None:
+    from dmlrepro.papers.ssdml.run import initial
+    initial(args.dataset, args.raw_root, args.split, _json(args.model), args.seed, args.out, args.recall_ks,
+            device=args.device)
+
+
+def _tables(args: argparse.Namespace) -> None:
+    from dmlrepro.papers.ssdml import claims, report
+    from dmlrepro.reporting.claims import evaluate_claims, write_claims
+    runs = report.load_runs(args.metrics)
+    notes = list(report.NOTES) + list(args.note)
+    report.write_table(report.table1(runs, args.datasets), args.table1_csv, args.table1_md,
+                       "SSDML Table 1: comparison against the SSDML baselines", notes)
+    report.write_table(report.table4(runs, args.datasets), args.table4_csv, args.table4_md,
+                       "SSDML Table 4: without and with orthogonality on L", notes)
+    verdicts = evaluate_claims(claims.CLAIMS, claims.results_table(args.metrics), row_label=claims.row_label)
+    write_claims(verdicts, args.claims_csv, args.claims_md, title="SSDML claims")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    def common(s):
+        s.add_argument("--dataset", required=True)
+        s.add_argument("--raw-root", required=True)
+        s.add_argument("--device", default="cpu")
+        s.add_argument("--split", required=True, help="split JSON written by image-split")
+        s.add_argument("--seed", type=int, required=True)
+        s.add_argument("--recall-ks", type=int, nargs="+", default=[1, 2, 4, 8])
+
+    s = sub.add_parser("ssdml-train", help="SSDML: one Algorithm-1 run (w/ or w/o orth)")
+    common(s)
+    s.add_argument("--method", required=True)
+    s.add_argument("--params", required=True, help="JSON with keys method, model, train")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("ssdml-initial", help="SSDML: the Initial row (the randomly initialised network)")
+    common(s)
+    s.add_argument("--model", required=True, help="JSON: the model config")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_initial)
+
+    s = sub.add_parser("ssdml-tables", help="SSDML: Tables 1 and 4 and the claims")
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--datasets", nargs="+", required=True)
+    s.add_argument("--note", action="append", default=[])
+    for name in ("table1-csv", "table1-md", "table4-csv", "table4-md", "claims-csv", "claims-md"):
+        s.add_argument(f"--{name}", required=True)
+    s.set_defaults(func=_tables)

@@ -1,0 +1,86 @@
+"""SSDML's Tables 1 and 4: our mean ± std over seeds, the paper's value beside it, and Δ.
+
+A row the config did not run (a baseline, a dataset) is kept with "not run" in our cells, so the
+paper's rows stay visible. Values in %. Δ = our mean − the paper's value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from dmlrepro.io import atomic_path, write_text
+from dmlrepro.papers.ssdml.paper_values import (BASELINES, DATASET_LABELS, METHOD_LABELS, METRICS, paper_value)
+
+NOT_RUN = "not run"
+TABLE1_METHODS = ("initial",) + BASELINES + ("ours",)
+TABLE4_METHODS = ("ours_no_orth", "ours")
+TABLE4_LABELS = {"ours_no_orth": "w/o orth", "ours": "w/ orth"}
+NOTES = (
+    "Ours: mean ± sample std over seeds (each seed its own labelled subset, validation split and initialisation); "
+    "paper: one number, runs unstated. Δ = ours − paper.",
+    "Selection by validation R@1 (15 % of each training class, held out of training); the test split is never "
+    "read for it. 'R@1 if selected on test' shows what picking the best epoch on test would report.",
+    "Retrieval and NMI on the l2-normalised features before L (the authors' related code); NMI of k-means with "
+    "as many clusters as classes (the paper does not name its clustering).",
+    "Initial: the network at its random initialisation (the weights each seed's runs start from).",
+    "Baseline rows (Deep-LRML, -SERAPH, -ISDML, -APLLR, -APIT): their metric steps exist, their network losses "
+    "through Algorithm 1 do not yet: paper values only.",
+)
+
+
+def load_runs(metric_files: Sequence[str | Path]) -> list[dict[str, Any]]:
+    return [json.loads(Path(p).read_text()) for p in metric_files]
+
+
+def _values(runs: list[dict[str, Any]], metric: str) -> np.ndarray:
+    key = "nmi" if metric == "NMI" else f"recall@{metric[2:]}"
+    return 100.0 * np.asarray([r["test"][key] for r in runs if key in r["test"]], float)
+
+
+def _cell(v: np.ndarray) -> str:
+    if len(v) == 0:
+        return NOT_RUN
+    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+
+
+def _rows(runs, table: int, methods, labels, datasets) -> pd.DataFrame:
+    out = []
+    for ds in datasets:
+        for method in methods:
+            mine = [r for r in runs if r["dataset"] == ds and r["method"] == method]
+            row: dict[str, Any] = {"Dataset": DATASET_LABELS.get(ds, ds), "Method": labels.get(method, method)}
+            for metric in METRICS:
+                v = _values(mine, metric)
+                paper = paper_value(table, method, ds, metric)
+                row[f"{metric} ours"] = _cell(v)
+                row[f"{metric} paper"] = "–" if paper is None else f"{paper:.1f}"
+                row[f"Δ {metric}"] = f"{v.mean() - paper:+.2f}" if len(v) and paper is not None else "–"
+            chosen = [r["test_selected"]["recall@1"] for r in mine if r.get("test_selected")]
+            row["R@1 if selected on test (inflated)"] = _cell(100.0 * np.asarray(chosen, float))
+            row["seeds"] = len(mine)
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def table1(runs: list[dict[str, Any]], datasets: Sequence[str]) -> pd.DataFrame:
+    """Table 1: Initial, the five baselines, Ours (w/ orth), per dataset."""
+    return _rows(runs, 1, TABLE1_METHODS, METHOD_LABELS, datasets)
+
+
+def table4(runs: list[dict[str, Any]], datasets: Sequence[str]) -> pd.DataFrame:
+    """Table 4: Ours without and with orthogonality, per dataset."""
+    return _rows(runs, 4, TABLE4_METHODS, TABLE4_LABELS, datasets)
+
+
+def write_table(df: pd.DataFrame, csv_path: str | Path, md_path: str | Path, title: str,
+                notes: Sequence[str]) -> None:
+    with atomic_path(csv_path) as tmp:
+        df.to_csv(tmp, index=False)
+    text = (f"# {title}\n\n" + df.to_markdown(index=False, disable_numparse=True) + "\n\n"
+            + "\n".join(f"- {n}" for n in notes) + "\n")
+    write_text(md_path, text)

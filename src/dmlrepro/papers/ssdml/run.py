@@ -1,0 +1,180 @@
+"""SSDML's steps: one Algorithm-1 run (w/ or w/o orth), and the Initial row.
+
+Splits are the image foundation's (``same_class``: the dataset's own test images; validation =
+15 % of each training class, stratified, held out of fit), written by its ``make_splits``.
+
+Decisions:
+
+* **Retrieval space**: the l2-normalised 128-d features *before* L (``retrieval_space:
+  before_L``), as the authors' related code evaluates and as the paper builds its graph; the
+  metrics of the projected ``Lᵀz`` (l = 64) are recorded beside them (``test_after_L``) and
+  ``retrieval_space: after_L`` makes them the reported ones (selection then uses them too).
+* **Selection**: validation R@1 in the retrieval space, every ``eval_every`` epochs; the test
+  R@1 of every epoch is recorded (never read) to show what test-selection would report.
+* **Initial row**: the paper's "Initial" for a network trained from scratch is the network at
+  its random initialisation: the seed's LeNet before any step (the very weights the runs start
+  from, ``seed_everything(seed)`` then the constructor), evaluated in the retrieval space
+  (before L: L is random then, so it carries nothing).
+* **Optimiser**: the paper's "SGD, initial learning rate 1e-4"; momentum, weight decay and any
+  decay schedule are unstated — configurable (``train.optimizer``, ``momentum``), default SGD
+  with momentum 0.9 (MatConvNet's ``cnn_train`` default) and no decay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from dmlrepro import DmlReproError
+from dmlrepro.io import atomic_path, write_json
+from dmlrepro.losses.ssml_baselines import SSDMLStep
+from dmlrepro.papers.image_foundation.run import _load_run_inputs, _signature, write_history
+from dmlrepro.papers.ssdml.algorithm import SSDMLAlgorithm, SSDMLObjective, TripletBatches
+from dmlrepro.training.images import embed_rows
+from dmlrepro.training.loop import Trainer, seed_everything
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_SPACES = ("before_L", "after_L")
+METRICS = ("recall", "nmi", "f1", "map_at_r")
+
+
+def _optimizer(cfg: dict[str, Any], params) -> torch.optim.Optimizer:
+    name, lr = str(cfg.get("optimizer", "sgd")).lower(), float(cfg.get("lr", 1e-4))
+    wd = float(cfg.get("weight_decay", 0.0))
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    raise DmlReproError(f"train.optimizer: unknown optimizer '{name}' (sgd | adam)")
+
+
+def _build_model(model_cfg: dict[str, Any]):
+    from dmlrepro.models.images import build_image_embedder
+    return build_image_embedder(model_cfg.get("backbone", "lenet_ssdml"), embedding_dim=None)
+
+
+def _embed(model, index, rows, space: str, L: torch.Tensor | None, device) -> np.ndarray:
+    z = embed_rows(model, index, rows, model.input_spec, device=device)
+    if space == "after_L":
+        if L is None:
+            raise DmlReproError("retrieval_space after_L needs a metric L")
+        z = z @ L.numpy().astype(z.dtype)
+    return z
+
+
+def evaluate(model, index, rows, space: str, L, recall_ks: Sequence[int], seed: int, device="cpu",
+             metrics: Sequence[str] = METRICS) -> dict[str, float]:
+    """NMI (k-means with as many clusters as classes), R@K, F1, MAP@R of ``rows`` among themselves."""
+    from dmlrepro.evaluation.image_retrieval import evaluate_image_embeddings
+    z = _embed(model, index, rows, space, L, device)
+    return evaluate_image_embeddings(z, index.labels[rows], recall_ks=recall_ks, metrics=metrics, seed=seed)
+
+
+def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: str, method_cfg: dict[str, Any],
+          model_cfg: dict[str, Any], train_cfg: dict[str, Any], seed: int, out_dir: str | Path,
+          recall_ks: Sequence[int], device: str = "cpu", after_epoch=None,
+          metric_log: list | None = None) -> dict[str, Any]:
+    """One Algorithm-1 run; writes ``model.pt`` (network and L), ``history.csv`` and ``metrics.json``.
+
+    ``method_cfg``: ``orthogonal`` (w/ or w/o orth), ``alpha_deg``, ``k``, ``gamma``, ``max_iter``
+    (CG iterations per metric step), ``metric_dim`` (l). ``train_cfg``: the schedule
+    (``labels_per_class``, ``partition_size``, ``epochs_per_partition``, ``epochs``,
+    ``triplets_per_batch``, ``metric_every``, ``lr``, ...)."""
+    from dmlrepro.evaluation.image_retrieval import recall_at_k
+    if method_cfg.get("metric_step", "ssdml") != "ssdml":
+        raise DmlReproError(f"method {method}: metric_step '{method_cfg['metric_step']}' has no network loss yet "
+                            "(only ssdml runs through Algorithm 1)")
+    space = train_cfg.get("retrieval_space", "before_L")
+    if space not in RETRIEVAL_SPACES:
+        raise DmlReproError(f"train.retrieval_space: '{space}' is not one of {', '.join(RETRIEVAL_SPACES)}")
+    seed_everything(seed)
+    index, split = _load_run_inputs(dataset, raw_root, split_path)
+    out_dir = Path(out_dir)
+    model = _build_model(model_cfg)
+    alpha = float(method_cfg.get("alpha_deg", 40.0))
+    step = SSDMLStep(alpha_deg=alpha, max_iter=int(method_cfg.get("max_iter", 10)),
+                     orthogonal=bool(method_cfg.get("orthogonal", True)))
+    algorithm = SSDMLAlgorithm(
+        index, model.input_spec, split.fit, index.labels[split.fit], seed=seed,
+        labels_per_class=int(train_cfg.get("labels_per_class", 10)),
+        partition_size=int(train_cfg.get("partition_size", 9000)),
+        epochs_per_partition=int(train_cfg.get("epochs_per_partition", 10)),
+        triplets_per_batch=int(train_cfg.get("triplets_per_batch", 100)),
+        k=int(method_cfg.get("k", 10)), gamma=float(method_cfg.get("gamma", 0.99)),
+        metric_every=int(train_cfg.get("metric_every", 1)), metric_step=step,
+        metric_dim=int(method_cfg.get("metric_dim", 64)), device=device)
+    objective = SSDMLObjective(algorithm, alpha_deg=alpha)
+    optimizer = _optimizer(train_cfg, model.parameters())
+    val_rows = split.val
+    if train_cfg.get("val_subsample"):  # a seeded stratification-free subset, to bound the cost of selection
+        val_rows = np.sort(np.random.default_rng(seed).choice(split.val, size=min(len(split.val),
+                                                              int(train_cfg["val_subsample"])), replace=False))
+
+    def val_recall1(net):
+        z = _embed(net, index, val_rows, space, algorithm.L, device)
+        return {"recall@1": recall_at_k(z, index.labels[val_rows], ks=(1,))[1]}
+
+    def test_recall1(net):  # recorded beside selection, never used for it
+        z = _embed(net, index, split.test, space, algorithm.L, device)
+        return {"recall@1": recall_at_k(z, index.labels[split.test], ks=(1,))[1]}
+
+    trainer = Trainer(
+        model, objective, optimizer, plan=algorithm.plan, load=TripletBatches(algorithm, device),
+        epochs=int(train_cfg.get("epochs", 50)), checkpoint=out_dir / "checkpoint" / "last.pt",
+        signature=_signature("ssdml", dataset, method, method_cfg, model_cfg,
+                             {k: v for k, v in train_cfg.items() if k != "device"}, seed,
+                             split.fit.tolist(), split.val.tolist()),
+        validate=val_recall1, selection_metric="recall@1", monitor=test_recall1,
+        hooks=[algorithm], eval_every=int(train_cfg.get("eval_every", 1)),
+        checkpoint_every=int(train_cfg.get("checkpoint_every", 0)), device=device,
+        name=f"ssdml {method} seed {seed}")
+    if metric_log is not None:      # tests: see every metric step of the run
+        original = algorithm.update_metric
+
+        def logged(features, triplets):
+            original(features, triplets)
+            metric_log.append(algorithm.L.clone())
+        algorithm.update_metric = logged
+    result = trainer.fit(after_epoch)
+    # the metric L at the selected epoch is not kept apart: report L as trained to the end, and the
+    # network of the selected epoch (retrieval before L does not read L)
+    L = algorithm.L.detach().cpu()
+    test = evaluate(model, index, split.test, space, L, recall_ks, seed, device)
+    other = "after_L" if space == "before_L" else "before_L"
+    test_other = evaluate(model, index, split.test, other, L, recall_ks, seed, device, metrics=("recall", "nmi"))
+    by_test = [r for r in result.history if "test_recall@1" in r]
+    best_test = max(by_test, key=lambda r: r["test_recall@1"]) if by_test else None
+    summary = {"dataset": dataset, "method": method, "seed": seed, "best_epoch": result.best_epoch,
+               "val_recall@1": result.best_score, "retrieval_space": space, "test": test,
+               f"test_{other}": test_other,
+               "test_selected": None if best_test is None else {"epoch": best_test["epoch"],
+                                                                "recall@1": best_test["test_recall@1"]},
+               "metric_steps": algorithm.metric_steps, "labelled_rows": algorithm.labelled.tolist(),
+               "max_orthonormality_error": max(algorithm.orthonormality_errors, default=None)}
+    with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
+        torch.save({"state_dict": model.state_dict(), "L": L, "model_cfg": model_cfg, "method": method,
+                    "best_epoch": result.best_epoch}, tmp)
+    write_history(out_dir / "history.csv", result.history)
+    write_json(out_dir / "metrics.json", summary)
+    return summary
+
+
+def initial(dataset: str, raw_root: str | Path, split_path: str | Path, model_cfg: dict[str, Any], seed: int,
+            out: str | Path, recall_ks: Sequence[int], device: str = "cpu") -> dict[str, Any]:
+    """The Initial row: the seed's randomly initialised network, features before L (module docstring)."""
+    seed_everything(seed)
+    index, split = _load_run_inputs(dataset, raw_root, split_path)
+    model = _build_model(model_cfg)
+    test = evaluate(model, index, split.test, "before_L", None, recall_ks, seed, device)
+    summary = {"dataset": dataset, "method": "initial", "seed": seed, "best_epoch": 0, "val_recall@1": None,
+               "retrieval_space": "before_L", "test": test, "test_selected": None,
+               "weights_sha256": hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values()))
+               .hexdigest()}
+    write_json(out, summary)
+    return summary

@@ -1,0 +1,109 @@
+# SSDML (papers.ssdml): per dataset a same-class split per seed, the Initial row (the randomly
+# initialised network) and Algorithm-1 runs per method (w/ and w/o orth) and seed, then Tables 1
+# and 4 with the paper's values and the claims.
+
+include: "ssdml_common.smk"
+
+
+wildcard_constraints:
+    ssdml_dataset="|".join(SSDML["datasets"]),
+    ssdml_method="|".join(SSDML["methods"]),
+    ssdml_seed=r"\d+",
+
+
+rule ssdml_split:
+    input:
+        lambda w: ssdml_raw(w.ssdml_dataset),
+    output:
+        [f"{SSDML_ROOT}/{{ssdml_dataset}}/splits/seed{s}.json" for s in SSDML_SEEDS],
+    params:
+        cli=DMLREPRO,
+        protocol=lambda w: json.dumps(ssdml_split_protocol(w.ssdml_dataset), sort_keys=True),
+        seeds=" ".join(str(s) for s in SSDML_SEEDS),
+    log:
+        f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/splits.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "{params.cli} image-split --dataset {wildcards.ssdml_dataset} --raw-root resources/images"
+        " --protocol {params.protocol:q} --seeds {params.seeds} --out {output} > {log} 2>&1"
+
+
+rule ssdml_train:
+    input:
+        raw=lambda w: ssdml_raw(w.ssdml_dataset),
+        split=f"{SSDML_ROOT}/{{ssdml_dataset}}/splits/seed{{ssdml_seed}}.json",
+    output:
+        metrics=f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{{ssdml_method}}/metrics.json",
+        history=f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{{ssdml_method}}/history.csv",
+        model=f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{{ssdml_method}}/model.pt",
+    params:
+        cli=DMLREPRO,
+        cfg=lambda w: json.dumps(ssdml_params(w.ssdml_dataset, w.ssdml_method), sort_keys=True),
+        ks=lambda w: ssdml_ks(w.ssdml_dataset),
+        device=lambda w: ssdml_device(w.ssdml_dataset),
+        out_dir=subpath(output.metrics, parent=True),
+    log:
+        f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{{ssdml_method}}.log",
+    benchmark:
+        f"benchmarks/logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{{ssdml_method}}.tsv"
+    threads: lambda w: ssdml_resource(w.ssdml_dataset, "cpus", 1)
+    resources:
+        gpu=lambda w: int(ssdml_device(w.ssdml_dataset) != "cpu"),
+        mem_mb=lambda w: ssdml_resource(w.ssdml_dataset, "mem_mb", 8000),
+        runtime=lambda w: ssdml_resource(w.ssdml_dataset, "runtime", 240),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} ssdml-train --dataset {wildcards.ssdml_dataset}"
+        " --raw-root resources/images --split {input.split} --seed {wildcards.ssdml_seed}"
+        " --method {wildcards.ssdml_method} --params {params.cfg:q} --recall-ks {params.ks}"
+        " --device {params.device} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule ssdml_initial:
+    input:
+        raw=lambda w: ssdml_raw(w.ssdml_dataset),
+        split=f"{SSDML_ROOT}/{{ssdml_dataset}}/splits/seed{{ssdml_seed}}.json",
+    output:
+        f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/initial.json",
+    params:
+        cli=DMLREPRO,
+        model=lambda w: json.dumps(ssdml_cfg(w.ssdml_dataset).get("model", {}), sort_keys=True),
+        ks=lambda w: ssdml_ks(w.ssdml_dataset),
+        device=lambda w: ssdml_device(w.ssdml_dataset),
+    log:
+        f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/initial.log",
+    resources:
+        gpu=lambda w: int(ssdml_device(w.ssdml_dataset) != "cpu"),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "OMP_NUM_THREADS=1 {params.cli} ssdml-initial --dataset {wildcards.ssdml_dataset} --raw-root resources/images"
+        " --split {input.split} --seed {wildcards.ssdml_seed} --model {params.model:q}"
+        " --recall-ks {params.ks} --device {params.device} --out {output} > {log} 2>&1"
+
+
+rule ssdml_tables:
+    input:
+        ssdml_metrics(),
+    output:
+        table1_md=f"{SSDML_ROOT}/tables/table1.md",
+        table1_csv=report(f"{SSDML_ROOT}/tables/table1.csv", category="SSDML", caption="../../report/ssdml.rst"),
+        table4_md=f"{SSDML_ROOT}/tables/table4.md",
+        table4_csv=report(f"{SSDML_ROOT}/tables/table4.csv", category="SSDML", caption="../../report/ssdml.rst"),
+        claims_md=f"{SSDML_ROOT}/tables/claims.md",
+        claims_csv=f"{SSDML_ROOT}/tables/claims.csv",
+    params:
+        cli=DMLREPRO,
+        datasets=" ".join(SSDML["datasets"]),
+        notes=" ".join(f"--note {shlex.quote(n)}" for n in SSDML.get("notes", [])),
+    log:
+        f"logs/{SSDML_ROOT}/tables.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "{params.cli} ssdml-tables --metrics {input} --datasets {params.datasets} {params.notes}"
+        " --table1-csv {output.table1_csv} --table1-md {output.table1_md}"
+        " --table4-csv {output.table4_csv} --table4-md {output.table4_md}"
+        " --claims-csv {output.claims_csv} --claims-md {output.claims_md} > {log} 2>&1"

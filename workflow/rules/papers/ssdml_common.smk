@@ -1,0 +1,54 @@
+# papers.ssdml: config access and the paths its rules read and write (functions only).
+import shlex
+
+
+SSDML = config["papers"]["ssdml"]
+validate(SSDML, "../../schemas/papers/ssdml.schema.yaml")
+
+SSDML_ROOT = "results/ssdml"
+SSDML_SEEDS = SSDML["seeds"]
+
+
+def ssdml_cfg(dataset):
+    return SSDML["datasets"][dataset]
+
+
+def ssdml_raw(dataset):
+    return f"resources/images/{dataset}.json"
+
+
+def ssdml_ks(dataset):
+    return " ".join(str(k) for k in ssdml_cfg(dataset).get("recall_ks", [1, 2, 4, 8]))
+
+
+def ssdml_device(dataset):
+    return ssdml_cfg(dataset)["train"].get("device", "cpu")
+
+
+def ssdml_resource(dataset, key, default):
+    return ssdml_cfg(dataset).get("resources", {}).get(key, default)
+
+
+def ssdml_split_protocol(dataset):
+    """The same-class protocol: the dataset's test images; validation = a stratified share of train."""
+    p = ssdml_cfg(dataset).get("protocol", {})
+    return {"protocol": "same_class", "val_fraction": p.get("val_fraction", 0.15), "val_by": "images"}
+
+
+def ssdml_params(dataset, method):
+    """The run's JSON: the dataset's method settings with the method's own (orthogonal) on top."""
+    cfg = ssdml_cfg(dataset)
+    return {"method": {**cfg.get("method", {}), **SSDML["methods"][method]}, "model": cfg.get("model", {}),
+            "train": cfg["train"]}
+
+
+def ssdml_metrics():
+    out = []
+    for d in SSDML["datasets"]:
+        out += [f"{SSDML_ROOT}/{d}/seed{s}/initial.json" for s in SSDML_SEEDS]
+        out += [f"{SSDML_ROOT}/{d}/seed{s}/{m}/metrics.json" for m in SSDML["methods"] for s in SSDML_SEEDS]
+    return out
+
+
+def ssdml_targets():
+    return [f"{SSDML_ROOT}/tables/{name}.md" for name in ("table1", "table4", "claims")]
