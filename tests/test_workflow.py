@@ -48,38 +48,64 @@ PAPER_JOB_COUNTS = {
 }
 
 
-def image_foundation_counts(cfg: dict) -> dict[str, int]:
-    """The image papers' jobs a config implies (papers.image_foundation and papers.ssdml); the
-    image datasets both use are prepared (and their raw files fetched) once."""
+def _image_sources(datasets: dict) -> set[str]:
+    """Image datasets a paper block reads: its own and those its backbones are pretrained on."""
+    return set(datasets) | {d["pretrain"]["dataset"] for d in datasets.values() if d.get("pretrain")}
+
+
+def _imagenet_backbones(datasets: dict) -> set[str]:
+    return {d["model"]["backbone"] for d in datasets.values() if d["model"].get("pretrained") is True}
+
+
+def image_paper_counts(cfg: dict) -> dict[str, int]:
+    """The image papers' jobs a config implies (papers.image_foundation, .ssdml, .unified_view).
+    Raw files, prepared datasets, ImageNet weights and a pretraining they share are one job each."""
     from dmlrepro.data.images import IMAGE_DATASETS
     papers = cfg.get("papers", {})
-    block, ssdml = papers.get("image_foundation"), papers.get("ssdml")
-    sources, counts = set(), {}
-    if block:
-        datasets = block["datasets"]
-        sources |= set(datasets) | {d["pretrain"]["dataset"] for d in datasets.values() if d.get("pretrain")}
-        runs = len(datasets) * len(block["seeds"])
-        counts |= {"image_foundation_split": len(datasets),
-                   "image_foundation_initial": runs, "image_foundation_train": runs * len(block["methods"]),
-                   "image_foundation_table": len(datasets),
-                   "image_foundation_pretrain": sum(1 for d in datasets.values() if d.get("pretrain")),
-                   "fetch_weights": len({d["model"]["backbone"] for d in datasets.values()
-                                         if d["model"].get("pretrained") is True})}
+    counts: dict[str, int] = {}
+    sources: set[str] = set()
+    backbones: set[str] = set()
+    foundation = (papers.get("image_foundation") or {}).get("datasets", {})
+    if foundation:
+        block = papers["image_foundation"]
+        runs = len(foundation) * len(block["seeds"])
+        counts |= {"image_foundation_split": len(foundation), "image_foundation_initial": runs,
+                   "image_foundation_train": runs * len(block["methods"]),
+                   "image_foundation_table": len(foundation),
+                   "image_foundation_pretrain": sum(1 for d in foundation.values() if d.get("pretrain"))}
+        sources |= _image_sources(foundation)
+        backbones |= _imagenet_backbones(foundation)
+    ssdml = papers.get("ssdml")
     if ssdml:
-        sources |= set(ssdml["datasets"])
         runs = len(ssdml["datasets"]) * len(ssdml["seeds"])
         counts |= {"ssdml_split": len(ssdml["datasets"]), "ssdml_initial": runs,
                    "ssdml_train": runs * len(ssdml["methods"]), "ssdml_tables": 1}
-    counts |= {"prepare_images": len(sources), "fetch_raw": sum(len(IMAGE_DATASETS[s].raw_files) for s in sources)}
+        sources |= set(ssdml["datasets"])
+    uv = papers.get("unified_view")
+    if uv:
+        datasets = uv["datasets"]
+        shared_pretrains = [d["pretrain"] for d in foundation.values() if d.get("pretrain")]
+        counts |= {"unified_view_split": len(datasets),
+                   "unified_view_train": len(datasets) * len(uv["seeds"]) * len(uv["methods"]),
+                   "unified_view_table": len(datasets), "unified_view_claims": 1, "unified_view_figure1": 1,
+                   "unified_view_pretrain": sum(1 for d in datasets.values()
+                                                if d.get("pretrain") and d["pretrain"] not in shared_pretrains)}
+        sources |= _image_sources(datasets)
+        backbones |= _imagenet_backbones(datasets)
+    counts |= {"prepare_images": len(sources), "fetch_weights": len(backbones),
+               "fetch_raw": sum(len(IMAGE_DATASETS[s].raw_files) for s in sources)}
     return {k: v for k, v in counts.items() if v}
 
 
-def with_image_foundation(wsset_counts: dict[str, int], cfg: dict) -> dict[str, int]:
+def with_image_papers(wsset_counts: dict[str, int], cfg: dict) -> dict[str, int]:
+    """WSSET's counts plus the image papers' jobs."""
     counts = dict(wsset_counts)
-    for rule, n in image_foundation_counts(cfg).items():
+    for rule, n in image_paper_counts(cfg).items():
         counts[rule] = counts.get(rule, 0) + n
         counts["total"] += n
     return counts
+
+
 QUICK_JOB_COUNTS = {
     "fetch_raw": 4, "build_pointsets": 2, "emd_shard": 6, "merge_emd": 2, "evaluate_wmd_knn": 10,
     "train_embedder": 30, "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1,
@@ -120,7 +146,7 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     assert set(datasets) == {"bbcsport", "twitter", "recipe", "amazon"}
     counts = job_counts(res.stdout)
     # nothing of the embedded default (its method_scope) merged in
-    assert counts == with_image_foundation(PAPER_JOB_COUNTS, cfg)
+    assert counts == with_image_papers(PAPER_JOB_COUNTS, cfg)
     runs, studies = expected_training_runs(cfg)
     assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
     assert counts["evaluate_wmd_knn"] == len(datasets) * 5
@@ -165,6 +191,19 @@ def test_paper_config_builds_the_full_dag(tmp_path):
             for method in ("ours", "ours_no_orth"):
                 assert f"results/ssdml/{name}/seed{seed}/{method}/metrics.json" in res.stdout
     assert "results/ssdml/tables/table4.md" in res.stdout
+    # paper 004: every Table 1 row x dataset x seed, its tables, claims and Figure 1
+    from dmlrepro.papers.unified_view.methods import ROWS
+    uv = cfg["papers"]["unified_view"]
+    assert set(uv["datasets"]) == {"cub200", "cars196", "sop", "inshop"} and list(uv["methods"]) == list(ROWS)
+    for name in uv["datasets"]:
+        for seed in uv["seeds"]:
+            for row in ROWS:
+                assert f"results/unified_view/{name}/seed{seed}/{row}/metrics.json" in res.stdout, (name, seed, row)
+        assert f"results/unified_view/tables/table1_{name}.md" in res.stdout
+    assert counts["unified_view_train"] == 4 * 3 * 7
+    assert "results/unified_view/tables/claims.md" in res.stdout
+    assert "results/unified_view/figures/figure1_pair_weights.png" in res.stdout
+    assert "resources/weights/imagenet/bn_inception-52deb4733.pth" in res.stdout
 
 
 def test_default_config_targets_table_rows_and_figures(tmp_path):
@@ -172,7 +211,7 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
     assert res.returncode == 0, res.stderr
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     counts = job_counts(res.stdout)
-    assert counts == with_image_foundation(DEFAULT_JOB_COUNTS, cfg)
+    assert counts == with_image_papers(DEFAULT_JOB_COUNTS, cfg)
     runs, studies = expected_training_runs(cfg)
     assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
     assert counts["evaluate_wmd_knn"] == 2 * 5 and "bert_finetune" not in counts
@@ -184,6 +223,11 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
     claims_job = res.stdout.split("rule claims:", 1)[1].split("\n\n", 1)[0]
     assert "results/tables/claims.md" in claims_job and "--small-data results/bbcsport/spc10/split0/" in claims_job
     assert "--c-grid results/twitter/c1/split0/wsset/metrics.json" in claims_job
+    # paper 004 on the stand-in: 7 rows x 3 seeds, from the image foundation's pretrained LeNet (one pretraining)
+    assert counts["unified_view_train"] == 21 and "unified_view_pretrain" not in counts
+    assert counts["image_foundation_pretrain"] == 1
+    uv_job = res.stdout.split("rule unified_view_train:", 1)[1].split("\n\n", 1)[0]
+    assert "results/image_foundation/fashion_mnist/pretrained.pt" in uv_job
 
 
 def test_quick_config_is_the_self_supervised_core(tmp_path):
@@ -212,7 +256,7 @@ def test_no_arguments_run_the_embedded_default_and_config_overrides_apply(tmp_pa
     res = snakemake(workdir, "-n")
     assert res.returncode == 0, res.stderr
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert job_counts(res.stdout) == with_image_foundation(DEFAULT_JOB_COUNTS, default)
+    assert job_counts(res.stdout) == with_image_papers(DEFAULT_JOB_COUNTS, default)
     # --config without --configfile: merged over the embedded default (its studies stay)
     res = snakemake(workdir, "-n", "--config", "methods=[wmd_knn, wsset]")
     assert res.returncode == 0, res.stderr

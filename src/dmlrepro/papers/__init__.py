@@ -4,4 +4,5 @@ values, claims, tables and figures, commands). Shared rooms below it never impor
 ``COMMAND_MODULES`` lists the packages whose ``commands.register(subparsers)`` the CLI calls.
 """
 
-COMMAND_MODULES = ("dmlrepro.papers.image_foundation.commands", "dmlrepro.papers.ssdml.commands")
+COMMAND_MODULES = ("dmlrepro.papers.image_foundation.commands", "dmlrepro.papers.ssdml.commands",
+                   "dmlrepro.papers.unified_view.commands")

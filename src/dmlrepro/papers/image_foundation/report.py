@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,8 +16,8 @@ METHOD_LABELS = {"initial": "Initial (pretrained, no metric learning)",
                  "multi_similarity": "Multi-Similarity + MS miner (PML)"}
 
 
-def _label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+def _label(method: str, labels: Mapping[str, str] | None = None) -> str:
+    return (METHOD_LABELS if labels is None else labels).get(method, method)
 
 
 def _mean_std(values: Sequence[float]) -> str:
@@ -27,14 +27,16 @@ def _mean_std(values: Sequence[float]) -> str:
     return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
 
-def stand_in_table(metric_files: Sequence[str | Path], recall_ks: Sequence[int], data_note: str) -> pd.DataFrame:
-    """One row per method: test metrics of the validation-selected epoch, and beside them, labelled,
-    the R@1 that picking the best epoch on test would have reported."""
+def stand_in_table(metric_files: Sequence[str | Path], recall_ks: Sequence[int], data_note: str,
+                   labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per method (in the order of first appearance): test metrics of the validation-selected
+    epoch, and beside them, labelled, the R@1 that picking the best epoch on test would have reported.
+    ``labels`` maps method names to row labels (default: the foundation's own)."""
     runs = [json.loads(Path(p).read_text()) for p in metric_files]
     rows: list[dict[str, Any]] = []
     for method in dict.fromkeys(r["method"] for r in runs):
         mine = [r for r in runs if r["method"] == method]
-        row: dict[str, Any] = {"Method": _label(method)}
+        row: dict[str, Any] = {"Method": _label(method, labels)}
         for k in recall_ks:
             row[f"R@{k}"] = _mean_std([r["test"][f"recall@{k}"] for r in mine])
         row["NMI"] = _mean_std([r["test"]["nmi"] for r in mine])

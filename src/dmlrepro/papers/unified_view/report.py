@@ -1,0 +1,144 @@
+"""Table 1 per dataset, the claims table and Figure 1 of paper 004.
+
+Table 1 (:func:`table1`): one row per configured Table 1 row, in the paper's order, built by the
+image foundation's :func:`~dmlrepro.papers.image_foundation.report.stand_in_table`: test R@K, NMI,
+F1 and MAP@R of the validation-selected epoch as mean ± std (ddof 1) over seeds, and, labelled
+"inflated", the R@1 that picking the best epoch on test (as the official code does, validating on
+the test set every 200 iterations) would report. On the paper's datasets only, a column
+"R@1, paper (Table 1)" holds the printed value, and a second table sets RAW+VTHM's R@K beside
+Tables 2-3 (:func:`raw_vthm_recall_table`). A stand-in dataset gets neither: its table's title says
+it is a check of method.
+
+Claims (:func:`claims_table`): :data:`~dmlrepro.papers.unified_view.claims.CLAIMS` evaluated on the
+runs' R@1 by :func:`dmlrepro.reporting.claims.evaluate_claims`; the title names the datasets and says
+"stand-in" when any is one.
+
+Figure 1 (:func:`figure1`): :func:`dmlrepro.reporting.weight_curves.plot_pair_weights`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from dmlrepro import DmlReproError
+from dmlrepro.io import write_text
+from dmlrepro.papers.image_foundation.report import stand_in_table
+from dmlrepro.reporting.claims import evaluate_claims, write_claims
+from dmlrepro.reporting.tables import format_mean_std
+
+from .claims import CLAIMS, results_frame
+from .methods import ROWS, row_label
+from .paper_values import dataset_label, is_paper_dataset, paper_r1, paper_recall
+
+__all__ = ["PAPER_R1_COLUMN", "table1", "raw_vthm_recall_table", "table1_title", "write_table1", "claims_table",
+           "claims_title", "write_claims_table", "figure1"]
+
+PAPER_R1_COLUMN = "R@1, paper (Table 1)"
+
+
+def _runs(metric_files: Sequence[str | os.PathLike]) -> list[dict]:
+    runs = []
+    for path in metric_files:
+        try:
+            runs.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as exc:
+            raise DmlReproError(f"{path}: cannot read a run's metrics.json ({exc})") from exc
+    return runs
+
+
+def _in_row_order(metric_files: Sequence[str | os.PathLike], dataset: str) -> list[str | os.PathLike]:
+    """The files sorted by Table 1 row (stable within a row); every run must be on ``dataset``."""
+    order = {row: i for i, row in enumerate(ROWS)}
+    keyed = []
+    for path, run in zip(metric_files, _runs(metric_files)):
+        if run.get("dataset") != dataset:
+            raise DmlReproError(f"{path}: a run on '{run.get('dataset')}' in the table of '{dataset}'")
+        if run.get("method") not in order:
+            raise DmlReproError(f"{path}: method '{run.get('method')}' is not a Table 1 row ({' | '.join(ROWS)})")
+        keyed.append((order[run["method"]], path))
+    return [p for _, p in sorted(keyed, key=lambda t: t[0])]
+
+
+def table1(metric_files: Sequence[str | os.PathLike], dataset: str, recall_ks: Sequence[int],
+           data_note: str) -> pd.DataFrame:
+    """Table 1 on ``dataset`` from its runs (module docstring); the paper's R@1 column only on the
+    paper's datasets."""
+    files = _in_row_order(metric_files, dataset)
+    if not files:
+        raise DmlReproError(f"Table 1 of '{dataset}': no runs")
+    df = stand_in_table(files, recall_ks, data_note, labels={r: row_label(r) for r in ROWS})
+    if is_paper_dataset(dataset):
+        labels_to_row = {row_label(r): r for r in ROWS}
+        paper = [paper_r1(labels_to_row[label], dataset) or "–" for label in df["Method"]]
+        df.insert(list(df.columns).index("R@1") + 1, PAPER_R1_COLUMN, paper)
+    return df
+
+
+def raw_vthm_recall_table(metric_files: Sequence[str | os.PathLike], dataset: str,
+                          recall_ks: Sequence[int]) -> pd.DataFrame | None:
+    """RAW+VTHM's R@K (mean ± std over seeds) beside Tables 2-3's printed row, at the Ks both have;
+    None on a stand-in dataset or without a RAW+VTHM run."""
+    if not is_paper_dataset(dataset):
+        return None
+    runs = [r for r in _runs(metric_files) if r.get("method") == "raw_vthm" and r.get("dataset") == dataset]
+    if not runs:
+        return None
+    rows = []
+    for k in recall_ks:
+        printed = paper_recall(dataset, k)
+        if printed is None:
+            continue
+        values = 100.0 * np.array([r["test"][f"recall@{k}"] for r in runs], dtype=float)
+        std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        rows.append({"K": k, "RAW+VTHM, ours": format_mean_std(float(values.mean()), std),
+                     "RAW+VTHM, paper (Tables 2-3)": printed, "seeds": len(values)})
+    return pd.DataFrame(rows) if rows else None
+
+
+def table1_title(dataset: str) -> str:
+    if is_paper_dataset(dataset):
+        return f"Table 1 (ablation) on {dataset_label(dataset)}"
+    return (f"Table 1 (ablation) on {dataset_label(dataset)}: the offline stand-in, a check of method "
+            "(no paper number exists for it)")
+
+
+def write_table1(df: pd.DataFrame, recall: pd.DataFrame | None, csv_path, md_path, title: str,
+                 notes: Sequence[str] = ()) -> None:
+    """CSV of Table 1; Markdown: title, Table 1, the R@K comparison (paper datasets), notes."""
+    write_text(csv_path, df.to_csv(index=False))
+    parts = [f"# {title}", "", df.to_markdown(index=False, disable_numparse=True), ""]
+    if recall is not None:
+        parts += ["## RAW+VTHM, Recall@K beside the paper's Tables 2-3", "",
+                  recall.to_markdown(index=False, disable_numparse=True), ""]
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    write_text(md_path, "\n".join(parts))
+
+
+def claims_table(metric_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Every claim of :data:`CLAIMS` on every dataset the runs cover (verdicts on R@1 over seeds)."""
+    return evaluate_claims(CLAIMS, results_frame(metric_files), row_label, dataset_label)
+
+
+def claims_title(datasets: Sequence[str]) -> str:
+    names = ", ".join(dataset_label(d) for d in sorted(set(datasets))) or "no dataset"
+    title = f"Claims of the unified view (Table 1), checked on {names}"
+    if any(not is_paper_dataset(d) for d in datasets):
+        title += ": a check on the stand-in, not a test of the paper's numbers"
+    return title
+
+
+def write_claims_table(claims: pd.DataFrame, csv_path, md_path, datasets: Sequence[str]) -> None:
+    write_claims(claims, csv_path, md_path, title=claims_title(datasets))
+
+
+def figure1(out_png: str | os.PathLike) -> dict[str, Path]:
+    """Figure 1 (weight vs. cosine similarity, from the losses' gradients) as PNG and PDF."""
+    from dmlrepro.reporting.weight_curves import plot_pair_weights
+    return plot_pair_weights(out_png)
