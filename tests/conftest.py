@@ -59,3 +59,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def markdown_rows(block: str) -> dict[str, list[str]]:
+    """The rows of a Markdown pipe table, by their first cell (header and rule lines skipped)."""
+    rows = {}
+    for line in block.splitlines():
+        if line.startswith("| ") and not line.startswith("| Method") and "---" not in line:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def make_stand_in(root: Path, shared_data: Path, *, val_fraction: float, every: tuple[int, int, int]) -> Path:
+    """A LeNet pretrained for 3 batches on MNIST (``root/pretrained.pt``) and a small zero-shot
+    Fashion-MNIST split (``root/split.json``: every n-th fit, val and test row)."""
+    from dmlrepro.data.images import ImageSplit, load_image_dataset, make_image_split
+    from dmlrepro.papers.image_foundation import run
+    run.pretrain("mnist", shared_data, {"backbone": "lenet_ssdml", "epochs": 1, "iterations": 3, "batch_size": 32},
+                 root / "pretrained.pt")
+    index = load_image_dataset("fashion_mnist", shared_data)
+    split = make_image_split(index, protocol="zero_shot", train_classes=range(5), test_classes=range(5, 10),
+                             val_fraction=val_fraction, val_by="images", seed=0)
+    fit, val, test = every
+    ImageSplit(fit=split.fit[::fit], val=split.val[::val], test=split.test[::test]).save(root / "split.json")
+    return root

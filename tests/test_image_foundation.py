@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+
+from conftest import make_stand_in
 import torch
 
 from dmlrepro import DmlReproError
@@ -20,16 +22,7 @@ TRAIN = {"epochs": 2, "iterations": 3, "batch_size": 20, "m": 4, "lr": 1e-3}
 @pytest.fixture(scope="module")
 def stand_in(shared_data, tmp_path_factory):
     """A backbone pretrained for a few batches on MNIST, and a small zero-shot Fashion-MNIST split."""
-    from dmlrepro.data.images import ImageSplit, load_image_dataset, make_image_split
-    from dmlrepro.papers.image_foundation import run
-    root = tmp_path_factory.mktemp("stand_in")
-    run.pretrain("mnist", shared_data, {"backbone": "lenet_ssdml", "epochs": 1, "iterations": 3, "batch_size": 32},
-                 root / "pretrained.pt")
-    index = load_image_dataset("fashion_mnist", shared_data)
-    split = make_image_split(index, protocol="zero_shot", train_classes=range(5), test_classes=range(5, 10),
-                             val_fraction=0.15, val_by="images", seed=0)
-    ImageSplit(fit=split.fit[::100], val=split.val[::40], test=split.test[::20]).save(root / "split.json")
-    return root
+    return make_stand_in(tmp_path_factory.mktemp("stand_in"), shared_data, val_fraction=0.15, every=(100, 40, 20))
 
 
 def _train(stand_in, shared_data, out_dir, after_epoch=None):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import PAPERS_DIR
+from conftest import PAPERS_DIR, markdown_rows
+
 
 from dmlrepro import DmlReproError
 from dmlrepro.reporting.paper_values import (
@@ -70,14 +71,6 @@ def test_paper_values_spot_checks():
     assert (METHODS["ours_int"].sup, METHODS["ours_int"].ext) == (True, False)
 
 
-def _md_rows(block: str) -> dict[str, list[str]]:
-    rows = {}
-    for line in block.splitlines():
-        if line.startswith("| ") and not line.startswith("| Method") and "---" not in line:
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            rows[cells[0]] = cells[1:]
-    return rows
-
 
 @pytest.mark.skipif(not TARGETS.is_file(), reason="TARGETS.md not available")
 def test_paper_values_equal_targets_md():
@@ -88,7 +81,7 @@ def test_paper_values_equal_targets_md():
     label_to_key = {m.label: m.key for m in METHODS.values()}
     label_to_key["Ours"] = "wsset"
     flag = {"✓": True, "✗": False}
-    rows1 = _md_rows(t1)
+    rows1 = markdown_rows(t1)
     assert len(rows1) == 14
     for label, cells in rows1.items():
         key = label_to_key[label]
@@ -101,7 +94,7 @@ def test_paper_values_equal_targets_md():
     seen = 0
     for name, block in zip(blocks[1::2], blocks[2::2]):
         ds = names[name]
-        rows = _md_rows(block)
+        rows = markdown_rows(block)
         assert set(label_to_key[lbl] for lbl in rows) == {m for m in METHOD_ORDER if ds in PAPER_TABLE2_PRINTED[m]}
         for label, cells in rows.items():
             key = label_to_key[label]

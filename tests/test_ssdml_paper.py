@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import PAPERS_DIR
 import torch
 
 from dmlrepro import DmlReproError
 
-TARGETS = Path("/work/shared/papers/TARGETS.md")
+TARGETS = PAPERS_DIR / "TARGETS.md"
 METHOD = {"orthogonal": True, "alpha_deg": 40, "k": 4, "gamma": 0.99, "max_iter": 3, "metric_dim": 8}
 TRAIN = {"labels_per_class": 3, "partition_size": 60, "epochs_per_partition": 1, "epochs": 2,
          "triplets_per_batch": 40, "metric_every": 1, "lr": 1e-3, "checkpoint_every": 2}

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import PAPERS_DIR, make_stand_in, markdown_rows
 import torch
 import yaml
 
@@ -23,7 +25,7 @@ from dmlrepro.reporting.claims import DOES_NOT_HOLD, HOLDS, UNDECIDED
 from dmlrepro.training import components
 
 REPO = Path(__file__).resolve().parents[1]
-TARGETS = Path("/work/shared/papers/TARGETS.md")
+TARGETS = PAPERS_DIR / "TARGETS.md"
 
 
 # ----------------------------------------------------------------------------- the rows
@@ -103,16 +105,7 @@ def test_the_paper_config_follows_section_6():
 @pytest.fixture(scope="module")
 def stand_in(shared_data, tmp_path_factory):
     """A LeNet pretrained for 3 batches on MNIST and a small zero-shot Fashion-MNIST split."""
-    from dmlrepro.data.images import ImageSplit, load_image_dataset, make_image_split
-    from dmlrepro.papers.image_foundation import run
-    root = tmp_path_factory.mktemp("uv_stand_in")
-    run.pretrain("mnist", shared_data, {"backbone": "lenet_ssdml", "epochs": 1, "iterations": 3, "batch_size": 32},
-                 root / "pretrained.pt")
-    index = load_image_dataset("fashion_mnist", shared_data)
-    split = make_image_split(index, protocol="zero_shot", train_classes=range(5), test_classes=range(5, 10),
-                             val_fraction=0.05, val_by="images", seed=0)
-    ImageSplit(fit=split.fit[::100], val=split.val[::20], test=split.test[::25]).save(root / "split.json")
-    return root
+    return make_stand_in(tmp_path_factory.mktemp("uv_stand_in"), shared_data, val_fraction=0.05, every=(100, 20, 25))
 
 
 def test_every_row_trains_through_the_trainer(stand_in, shared_data, tmp_path):
@@ -256,14 +249,6 @@ def test_paper_values_are_consistent():
     assert pv.paper_recall("inshop", 50) == "99.20" and pv.paper_recall("fashion_mnist", 1) is None
 
 
-def _md_rows(block: str) -> dict[str, list[str]]:
-    rows = {}
-    for line in block.splitlines():
-        if line.startswith("| ") and "---" not in line and not line.startswith("| Method"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            rows[cells[0]] = cells[1:]
-    return rows
-
 
 @pytest.mark.skipif(not TARGETS.is_file(), reason="TARGETS.md not available")
 def test_paper_values_equal_targets_md():
@@ -274,18 +259,18 @@ def test_paper_values_equal_targets_md():
     t2 = sec.split("**Table 2:", 1)[1].split("**Table 3:", 1)[0]
     t3 = sec.split("**Table 3:", 1)[1]
     label_to_row = {row_label(r): r for r in ROWS}
-    rows1 = _md_rows(t1)
+    rows1 = markdown_rows(t1)
     assert set(rows1) == set(label_to_row)
     for label, cells in rows1.items():
         assert cells == [pv.PAPER_TABLE1[label_to_row[label]][ds] for ds in ("cub200", "cars196", "sop", "inshop")]
     header2 = next(line for line in t2.splitlines() if line.startswith("| Method"))
     assert re.findall(r"R@(\d+)", header2) == ["1", "2", "4", "8", "16", "32"] * 2
-    cells = _md_rows(t2)["RAW+VTHM"]
+    cells = markdown_rows(t2)["RAW+VTHM"]
     assert cells == [pv.PAPER_RAW_VTHM_RECALL["cub200"][k] for k in pv.PAPER_RECALL_KS["cub200"]] + \
         [pv.PAPER_RAW_VTHM_RECALL["cars196"][k] for k in pv.PAPER_RECALL_KS["cars196"]]
     header3 = next(line for line in t3.splitlines() if line.startswith("| Method"))
     assert [int(k) for k in re.findall(r"R@(\d+)", header3)] == \
         list(pv.PAPER_RECALL_KS["sop"]) + list(pv.PAPER_RECALL_KS["inshop"])
-    cells = _md_rows(t3)["RAW+VTHM"]
+    cells = markdown_rows(t3)["RAW+VTHM"]
     assert cells == [pv.PAPER_RAW_VTHM_RECALL["sop"][k] for k in pv.PAPER_RECALL_KS["sop"]] + \
         [pv.PAPER_RAW_VTHM_RECALL["inshop"][k] for k in pv.PAPER_RECALL_KS["inshop"]]
