@@ -138,4 +138,5 @@ rule image_foundation_table:
         " --note 'Selection on validation R@1 (held out from the training part); the test split is never read for it.'"
         " --note 'R@1 if selected on test: the best epoch on test, as the public anchors report; shown only to measure that habit.'"
         " --note 'MNIST-family rows are the offline stand-in: a check of method, not comparable to any paper number.'"
+        " --note 'Initial: one pretrained backbone shared by every seed, so its spread comes only from the clustering seed.'"
         " > {log} 2>&1"
