@@ -235,3 +235,20 @@ class Trainer:
                     self.best = {"epoch": epoch, "score": score, "state": cpu_state(self.model)}
         if self.monitor is not None:
             row.update({f"test_{k}": v for k, v in self.monitor(self.model).items()})
+
+
+def run_signature(*parts: Any) -> str:
+    """A checkpoint's key: a run resumes only a checkpoint written for the same settings."""
+    import hashlib
+    import json
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_history(path: str | Path, history: list[dict[str, Any]]) -> None:
+    """One row per epoch (every key any row has), written atomically."""
+    import csv
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)

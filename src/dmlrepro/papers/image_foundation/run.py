@@ -8,9 +8,7 @@ beside it, to show what picking the best epoch on test, as the public anchors do
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,13 +21,10 @@ from dmlrepro.io import atomic_path, write_json
 from dmlrepro.training import components
 from dmlrepro.training.images import (ImageBatches, MetricLossObjective, SoftmaxObjective, embed_rows,
                                       m_per_class_plan, shuffled_plan, tensor_fast_path)
-from dmlrepro.training.loop import Trainer, seed_everything
+from dmlrepro.training.loop import Trainer, run_signature, seed_everything, write_history
 
 log = logging.getLogger(__name__)
 
-
-def _signature(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _transforms(model, index, augment: bool):
@@ -82,7 +77,7 @@ def pretrain(dataset: str, raw_root: str | Path, cfg: dict[str, Any], out: str |
                       plan=lambda e: shuffled_plan(rows, batch_size=batch_size, seed=seed, epoch=e, iterations=iterations),
                       load=ImageBatches(index, model.input_spec, train_tf, labels=labels, device=device),
                       epochs=int(cfg.get("epochs", 1)), checkpoint=out.parent / f".{out.stem}.checkpoint.pt",
-                      signature=_signature("pretrain", dataset, cfg, seed), device=device, name=f"pretrain {dataset}")
+                      signature=run_signature("pretrain", dataset, cfg, seed), device=device, name=f"pretrain {dataset}")
     trainer.fit()
     with atomic_path(out, suffix=".pt") as tmp:
         # the backbone alone: runs put their own embedding head on it
@@ -90,7 +85,7 @@ def pretrain(dataset: str, raw_root: str | Path, cfg: dict[str, Any], out: str |
                     "pretrained_on": dataset, "classes": classes.tolist(), "history": trainer.history}, tmp)
 
 
-def _load_run_inputs(dataset: str, raw_root: str | Path, split_path: str | Path):
+def load_run_inputs(dataset: str, raw_root: str | Path, split_path: str | Path):
     from dmlrepro.data.images import ImageSplit, load_image_dataset
     return load_image_dataset(dataset, raw_root), ImageSplit.load(split_path)
 
@@ -122,7 +117,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     from dmlrepro.evaluation.image_retrieval import recall_at_k
     from dmlrepro.models.images import build_image_embedder
     seed_everything(seed)
-    index, split = _load_run_inputs(dataset, raw_root, split_path)
+    index, split = load_run_inputs(dataset, raw_root, split_path)
     out_dir = Path(out_dir)
     model = build_image_embedder(model_cfg["backbone"], embedding_dim=int(model_cfg.get("embedding_dim", 128)),
                                  pretrained=init or False, pooling=model_cfg.get("pooling", "avg"),
@@ -156,7 +151,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         load=ImageBatches(index, spec, train_tf, labels=index.labels, device=device,
                           num_workers=int(train_cfg.get("num_workers", 0))),
         epochs=int(train_cfg.get("epochs", 5)), checkpoint=out_dir / "checkpoint" / "last.pt",
-        signature=_signature(dataset, method, method_cfg, model_cfg, {k: v for k, v in train_cfg.items() if k != "device"},
+        signature=run_signature(dataset, method, method_cfg, model_cfg, {k: v for k, v in train_cfg.items() if k != "device"},
                              seed, split.fit.tolist(), split.val.tolist(),
                              hashlib.sha256(Path(init).read_bytes()).hexdigest() if init else None),
         validate=val_recall1, selection_metric="recall@1", monitor=test_recall1,
@@ -182,18 +177,10 @@ def initial(dataset: str, raw_root: str | Path, split_path: str | Path, model_cf
             init: str | Path | None, seed: int, out: str | Path, recall_ks: Sequence[int], device: str = "cpu") -> None:
     """The "Initial" row: the pretrained backbone's pooled features, before any metric learning."""
     from dmlrepro.models.images import build_image_embedder
-    index, split = _load_run_inputs(dataset, raw_root, split_path)
+    index, split = load_run_inputs(dataset, raw_root, split_path)
     model = build_image_embedder(model_cfg["backbone"], embedding_dim=None, pretrained=init or False,
                                  pooling=model_cfg.get("pooling", "avg"))
     _, test_tf = _transforms(model, index, False)
     metrics = _metrics(model, index, split, model.input_spec, test_tf, recall_ks, seed, device, features=True)
     write_json(out, {"dataset": dataset, "method": "initial", "seed": seed, "best_epoch": 0, "val_recall@1": None,
                      "test": metrics, "test_selected": None})
-
-
-def write_history(path: str | Path, history: list[dict[str, Any]]) -> None:
-    columns = list(dict.fromkeys(k for row in history for k in row))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)

@@ -33,7 +33,8 @@ import torch
 from dmlrepro import DmlReproError
 from dmlrepro.io import atomic_path, write_json
 from dmlrepro.losses.ssml_baselines import SSDMLStep
-from dmlrepro.papers.image_foundation.run import _load_run_inputs, _signature, write_history
+from dmlrepro.papers.image_foundation.run import load_run_inputs
+from dmlrepro.training.loop import run_signature, write_history
 from dmlrepro.papers.ssdml.algorithm import SSDMLAlgorithm, SSDMLObjective, TripletBatches
 from dmlrepro.training.images import embed_rows
 from dmlrepro.training.loop import Trainer, seed_everything
@@ -94,7 +95,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     if space not in RETRIEVAL_SPACES:
         raise DmlReproError(f"train.retrieval_space: '{space}' is not one of {', '.join(RETRIEVAL_SPACES)}")
     seed_everything(seed)
-    index, split = _load_run_inputs(dataset, raw_root, split_path)
+    index, split = load_run_inputs(dataset, raw_root, split_path)
     out_dir = Path(out_dir)
     model = _build_model(model_cfg)
     alpha = float(method_cfg.get("alpha_deg", 40.0))
@@ -127,7 +128,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     trainer = Trainer(
         model, objective, optimizer, plan=algorithm.plan, load=TripletBatches(algorithm, device),
         epochs=int(train_cfg.get("epochs", 50)), checkpoint=out_dir / "checkpoint" / "last.pt",
-        signature=_signature("ssdml", dataset, method, method_cfg, model_cfg,
+        signature=run_signature("ssdml", dataset, method, method_cfg, model_cfg,
                              {k: v for k, v in train_cfg.items() if k != "device"}, seed,
                              split.fit.tolist(), split.val.tolist()),
         validate=val_recall1, selection_metric="recall@1", monitor=test_recall1,
@@ -169,7 +170,7 @@ def initial(dataset: str, raw_root: str | Path, split_path: str | Path, model_cf
             out: str | Path, recall_ks: Sequence[int], device: str = "cpu") -> dict[str, Any]:
     """The Initial row: the seed's randomly initialised network, features before L (module docstring)."""
     seed_everything(seed)
-    index, split = _load_run_inputs(dataset, raw_root, split_path)
+    index, split = load_run_inputs(dataset, raw_root, split_path)
     model = _build_model(model_cfg)
     test = evaluate(model, index, split.test, "before_L", None, recall_ks, seed, device)
     summary = {"dataset": dataset, "method": "initial", "seed": seed, "best_epoch": 0, "val_recall@1": None,
