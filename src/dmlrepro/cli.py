@@ -510,8 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_report)
 
     import importlib
-    from dmlrepro.papers import COMMAND_MODULES
-    for module in COMMAND_MODULES:  # each paper registers its own steps
+    from dmlrepro.papers import command_modules
+    for module in command_modules():  # each paper package registers its own steps
         importlib.import_module(module).register(sub)
     return p
 

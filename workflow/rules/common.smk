@@ -13,8 +13,8 @@ from dmlrepro.training.methods import TRAINED_METHODS, method_spec, transfer_cha
 # Every job runs the package from this checkout: with --use-conda in the rule's env, otherwise
 # with the interpreter that runs Snakemake (the project's virtualenv), whatever PATH says.
 _USES_CONDA = "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
-_PYTHON = "python" if _USES_CONDA else sys.executable
-DMLREPRO = f'PYTHONPATH="{SRC}${{PYTHONPATH:+:$PYTHONPATH}}" {_PYTHON} -m dmlrepro'
+PYTHON = "python" if _USES_CONDA else sys.executable
+DMLREPRO = f'PYTHONPATH="{SRC}${{PYTHONPATH:+:$PYTHONPATH}}" {PYTHON} -m dmlrepro'
 DATASETS = list(config["datasets"])
 # collections built (and EMD'd when needed) like datasets, never rows of the tables: Ours+Ext.'s
 # external corpus, Fig. 5's timing gallery
@@ -252,3 +252,16 @@ def weights_path(backbone):
     if backbone not in DEFAULT_WEIGHTS:
         raise WorkflowError(f"image backbone '{backbone}' has no catalogued ImageNet weights (pretrained: true)")
     return f"resources/weights/{WEIGHTS[DEFAULT_WEIGHTS[backbone]].relpath}"
+
+
+def paper_rules(paper):
+    """Where a configured paper's rules live (workflow/rules/papers/<paper>.smk for a built-in
+    package, <dir>/rules.smk for an out-of-tree one declared under paper_plugins)."""
+    plugin = config.get("paper_plugins", {}).get(paper)
+    path = Path(plugin) / "rules.smk" if plugin else Path(workflow.basedir) / "rules" / "papers" / f"{paper}.smk"
+    if not path.is_file():
+        known = sorted(p.stem for p in (Path(workflow.basedir) / "rules" / "papers").glob("*.smk")
+                       if not p.stem.endswith("_common"))
+        raise WorkflowError(f"papers.{paper}: {path} does not exist (built-in papers: {', '.join(known)};"
+                            " an out-of-tree paper needs paper_plugins.<name>: <its directory>)")
+    return str(path.resolve())

@@ -140,3 +140,6 @@ rule image_foundation_table:
         " --note 'MNIST-family rows are the offline stand-in: a check of method, not comparable to any paper number.'"
         " --note 'Initial: one pretrained backbone shared by every seed, so its spread comes only from the clustering seed.'"
         " > {log} 2>&1"
+
+
+PAPER_TARGETS += if_targets()

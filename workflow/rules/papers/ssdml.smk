@@ -107,3 +107,6 @@ rule ssdml_tables:
         " --table1-csv {output.table1_csv} --table1-md {output.table1_md}"
         " --table4-csv {output.table4_csv} --table4-md {output.table4_md}"
         " --claims-csv {output.claims_csv} --claims-md {output.claims_md} > {log} 2>&1"
+
+
+PAPER_TARGETS += ssdml_targets()

@@ -142,3 +142,6 @@ rule unified_view_figure1:
         "../../envs/report.yaml"
     shell:
         "{params.cli} uv-figure1 --out {output.png} > {log} 2>&1"
+
+
+PAPER_TARGETS += uv_targets()
