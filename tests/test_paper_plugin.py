@@ -34,7 +34,7 @@ def test_toy_paper_runs_end_to_end_from_its_config_block(tmp_path):
     assert re.search(r"\| Class-mean projection +\| [\d.]+ ± [\d.]+ +\| 90\.0 +\|", table), table
     claims = (tmp_path / "results/toy_paper/tables/claims.md").read_text()
     # the noise dimensions swamp the raw features' neighbours; the projection drops them
-    assert "beats_initial" in claims and "| holds |" in claims, claims
+    assert "beats_initial" in claims and re.search(r"\| holds +\|", claims), claims
 
 
 def test_a_paper_without_a_package_is_named_in_a_one_line_error(tmp_path):

@@ -408,7 +408,7 @@ def test_tiny_end_to_end_run_produces_tables_figures_and_report(tmp_path, shared
     assert (tmp_path / "resources/raw/wmd-text/bbcsport/bbcsport-fulltext.zip").exists()
     # the image foundation's stand-in: table with the Initial row and the test-selection column, figure, report
     image_table = (tmp_path / "results/image_foundation/tables/fashion_mnist.md").read_text()
-    assert "Initial (pretrained" in image_table and "Multi-Similarity" in image_table
+    assert "Initial (no metric learning)" in image_table and "Multi-Similarity" in image_table
     assert "R@1 if selected on test (inflated)" in image_table
     assert (tmp_path / "results/image_foundation/figures/fashion_mnist_curves.png").stat().st_size > 1000
     assert "image_foundation: fashion mnist" in html

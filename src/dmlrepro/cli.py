@@ -89,9 +89,16 @@ def cmd_pointsets(args: argparse.Namespace) -> None:
 
 
 def cmd_image_prepare(args: argparse.Namespace) -> None:
-    from dmlrepro.data.images import load_image_dataset, prepare_image_dataset
+    from dmlrepro.data.images import load_image_dataset, prepare_image_dataset, write_image_folder_manifest
     from dmlrepro.io import write_json
-    root = prepare_image_dataset(args.dataset, Path(args.raw_root), Path(args.dest))
+    if args.folder:  # a user's image folder: index it (no archive, no catalogued counts)
+        write_image_folder_manifest(args.dataset, args.dest, args.folder, args.layout, split_file=args.split_file,
+                                    test_fraction=args.test_fraction)
+        root = Path(args.dest)
+    elif args.raw_root:
+        root = prepare_image_dataset(args.dataset, Path(args.raw_root), Path(args.dest))
+    else:
+        raise DmlReproError(f"image-prepare {args.dataset}: give --raw-root (a catalogued dataset) or --folder (your own)")
     index = load_image_dataset(args.dataset, root)  # refuses counts that differ from the papers'
     roles, counts = np.unique(index.roles, return_counts=True)
     write_json(args.stamp, {"dataset": args.dataset, "images": len(index), "classes": len(index.classes),
@@ -376,7 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("image-prepare", help="extract an image dataset's archives and check its counts")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--raw-root", required=True)
+    s.add_argument("--raw-root", help="catalogued datasets: where the fetched raw files are")
+    s.add_argument("--folder", help="your own images instead: the root of a folder-per-class dataset")
+    s.add_argument("--layout", default="class_folders", help="with --folder: class_folders, split_folders or split_file")
+    s.add_argument("--split-file", help="with --layout split_file: '<path>\\t<role>' lines")
+    s.add_argument("--test-fraction", type=float, default=0.5, help="with class_folders: share of classes held out")
     s.add_argument("--dest", required=True)
     s.add_argument("--stamp", required=True, help="JSON summary written last (the step's output)")
     s.set_defaults(func=cmd_image_prepare)

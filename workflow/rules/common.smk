@@ -1,5 +1,6 @@
 # Helpers for all stages: which datasets, splits, shards and methods the config asks for.
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,10 +21,16 @@ DATASETS = list(config["datasets"])
 # external corpus, Fig. 5's timing gallery
 CORPORA = list(config.get("corpora", {}))
 STUDIES = config.get("studies", {})
+IMAGE_FOLDERS = config.get("image_folders", {})  # users' own images, by name
 
 
 def check_config():
     """What the schema cannot say: names that must refer to configured datasets or corpora."""
+    from dmlrepro.data.images import IMAGE_DATASETS
+
+    for name in IMAGE_FOLDERS:
+        if name in IMAGE_DATASETS:
+            raise WorkflowError(f"image_folders.{name}: the name of a catalogued dataset; choose another")
     for name, cfg in config["datasets"].items():
         if cfg.get("external") and cfg["external"] not in CORPORA:
             raise WorkflowError(f"datasets.{name}.external: '{cfg['external']}' is not a key of corpora")
@@ -233,7 +240,21 @@ check_config()
 def image_raw_inputs(dataset):
     from dmlrepro.data.images import IMAGE_DATASETS
 
+    if dataset in IMAGE_FOLDERS:  # a user's folder: read in place, nothing to fetch
+        return []
+    if dataset not in IMAGE_DATASETS:
+        raise WorkflowError(f"image dataset '{dataset}': neither catalogued ({', '.join(IMAGE_DATASETS)})"
+                            " nor declared under image_folders")
     return [f"resources/raw/{relpath}" for relpath in IMAGE_DATASETS[dataset].raw_files]
+
+
+def image_source_args(dataset):
+    """image-prepare's source: the fetched raw files, or the user's folder with its layout."""
+    folder = IMAGE_FOLDERS.get(dataset)
+    if folder is None:
+        return "--raw-root resources/raw"
+    args = f"--folder {shlex.quote(folder['root'])} --layout {folder['layout']} --test-fraction {folder['test_fraction']}"
+    return args + (f" --split-file {shlex.quote(folder['split_file'])}" if folder.get("split_file") else "")
 
 
 def weights_name(relpath):

@@ -45,12 +45,13 @@ rule prepare_images:
         "resources/images/{image_data}.json",
     params:
         cli=DMLREPRO,
+        source=lambda w: image_source_args(w.image_data),
     log:
         "logs/images/{image_data}/prepare.log",
     conda:
         "../envs/data.yaml"
     shell:
-        "{params.cli} image-prepare --dataset {wildcards.image_data} --raw-root resources/raw"
+        "{params.cli} image-prepare --dataset {wildcards.image_data} {params.source}"
         " --dest resources/images --stamp {output} > {log} 2>&1"
 
 

@@ -128,6 +128,7 @@ rule image_foundation_table:
         cli=DMLREPRO,
         ks=lambda w: if_ks(w.image_dataset),
         note=lambda w: if_data_note(w.image_dataset),
+        notes=lambda w: if_table_notes(w.image_dataset),
     log:
         f"logs/{IF_ROOT}/{{image_dataset}}/table.log",
     conda:
@@ -137,9 +138,7 @@ rule image_foundation_table:
         " --data-note {params.note:q} --csv {output.csv} --md {output.md} --figure {output.figure}"
         " --note 'Selection on validation R@1 (held out from the training part); the test split is never read for it.'"
         " --note 'R@1 if selected on test: the best epoch on test, as the public anchors report; shown only to measure that habit.'"
-        " --note 'MNIST-family rows are the offline stand-in: a check of method, not comparable to any paper number.'"
-        " --note 'Initial: one pretrained backbone shared by every seed, so its spread comes only from the clustering seed.'"
-        " > {log} 2>&1"
+        " {params.notes} > {log} 2>&1"
 
 
 PAPER_TARGETS += if_targets()

@@ -59,3 +59,17 @@ def if_data_note(dataset):
     classes = (f"classes {p['train_classes']} train, {p['test_classes']} test" if p.get("train_classes")
                else f"the {p.get('protocol', 'zero_shot')} split")
     return f"{dataset}: {classes}; {origin}"
+
+
+def if_table_notes(dataset):
+    """The table's dataset-specific notes, as --note arguments."""
+    cfg = if_cfg(dataset)
+    if dataset in IMAGE_FOLDERS:
+        notes = [f"Your own images (image_folders.{dataset}): no paper value to compare with."]
+    elif dataset in ("mnist", "fashion_mnist"):
+        notes = ["MNIST-family rows are the offline stand-in: a check of method, not comparable to any paper number."]
+    else:
+        notes = []
+    initial = "pretrained" if cfg.get("pretrain") or cfg["model"].get("pretrained") else "randomly initialised"
+    notes.append(f"Initial: one {initial} backbone shared by every seed, so its spread comes only from the clustering seed.")
+    return " ".join(f"--note {shlex.quote(n)}" for n in notes)

@@ -35,7 +35,8 @@ import numpy as np
 
 from dmlrepro import DmlReproError
 from dmlrepro.data.images._index import ImageIndex
-from dmlrepro.data.images.catalog import get_image_dataset_spec
+from dmlrepro.data.images._folders import read_image_folder_manifest
+from dmlrepro.data.images.catalog import IMAGE_DATASETS, get_image_dataset_spec
 
 # role -> the file whose content defines that role's images (named by count errors)
 RoleFiles = dict[str, Path]
@@ -281,13 +282,16 @@ _READERS: dict[str, Callable[[str, Path], tuple[ImageIndex, RoleFiles]]] = {
 def load_image_dataset(name: str, root: str | Path,
                        expected: Mapping[str, int] | None | str = "spec") -> ImageIndex:
     """Index dataset ``name`` from the data root ``root`` (archives already extracted where needed,
-    see :func:`prepare_image_dataset`), without decoding any image file.
+    see :func:`prepare_image_dataset`), without decoding any image file. A name outside the
+    catalog is a user's image folder, read from its manifest ``root/<name>/index.json``.
 
     ``expected``: "spec" (default) checks the role counts and the number of classes against
     :data:`IMAGE_DATASETS`; a mapping role -> count checks those counts only; None checks nothing
     (tests on tiny datasets). A differing count is a :class:`DmlReproError` naming the file that
     defines the role and both counts.
     """
+    if name not in IMAGE_DATASETS:  # a user's image folder, prepared into a manifest (no counts to check)
+        return read_image_folder_manifest(name, root)[0]
     spec = get_image_dataset_spec(name)
     folder = Path(root) / spec.folder
     index, role_files = _READERS[name](name, folder)

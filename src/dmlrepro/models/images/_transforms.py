@@ -100,8 +100,10 @@ def build_transforms(spec: InputSpec, train: bool, *, scale: tuple[float, float]
         steps.append(v2.Resize(spec.resize))
         steps += ([v2.RandomResizedCrop(spec.size, scale=scale), v2.RandomHorizontalFlip()] if train
                   else [v2.CenterCrop(spec.size)])
-    elif train and spec.colour != "grey":  # CIFAR-style small colour net
-        steps += [v2.RandomCrop(spec.size, padding=4), v2.RandomHorizontalFlip()]
+    else:  # small nets: your own images come at any size (a no-op on MNIST's 28 and CIFAR's 32 pixels)
+        steps.append(v2.Resize((spec.size, spec.size)))
+        if train and spec.colour != "grey":  # CIFAR-style small colour net
+            steps += [v2.RandomCrop(spec.size, padding=4), v2.RandomHorizontalFlip()]
     steps += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
     if spec.colour == "bgr255":
         steps.append(ToCaffeBGR255(spec.mean, spec.std))

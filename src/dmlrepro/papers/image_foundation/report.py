@@ -11,7 +11,7 @@ import pandas as pd
 
 from dmlrepro.io import atomic_path, write_text
 
-METHOD_LABELS = {"initial": "Initial (pretrained, no metric learning)",
+METHOD_LABELS = {"initial": "Initial (no metric learning)",
                  "triplet_semihard": "Triplet + semi-hard miner (PML)",
                  "multi_similarity": "Multi-Similarity + MS miner (PML)"}
 
