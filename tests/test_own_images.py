@@ -105,6 +105,22 @@ def test_an_image_paper_runs_on_your_folder_from_config_alone(tmp_path, digits):
     table = (tmp_path / "results/image_foundation/tables/my_digits.md").read_text()
     assert "| triplet " in table and "Initial (no metric learning)" in table and "image_folders.my_digits" in table
     assert "randomly initialised backbone" in table and "MNIST-family" not in table
+    # the trained run applied to new images: embed, then search (documented in docs/own-data.md)
+    from dmlrepro.cli import main
+    run_dir = tmp_path / "results/image_foundation/my_digits/seed0/triplet"
+    assert main(["embed", "--model", str(run_dir), "--input", str(root), "--out", str(tmp_path / "e.npy")]) == 0
+    emb, meta = np.load(tmp_path / "e.npy"), json.loads((tmp_path / "e.json").read_text())
+    assert emb.shape == (6 * N_PER_CLASS, 8) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    assert sorted(set(meta["classes"])) == ["five", "four", "one", "three", "two", "zero"]
+    out = tmp_path / "hits.tsv"
+    assert main(["search", "--model", str(run_dir), "--gallery", str(root), "--query", str(root / "five"),
+                 "-k", "3", "--out", str(out)]) == 0
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    assert len(rows) == 3 * N_PER_CLASS  # every query (a gallery member too) gets 3 others
+    assert all(q != n for q, _, n, _, _ in rows)
+    for q in {r[0] for r in rows}:
+        dists = [float(r[4]) for r in rows if r[0] == q]
+        assert dists == sorted(dists)
     clash = write_config(tmp_path / "clash.yaml", image_folders={"mnist": {"root": str(root)}})
     res = snakemake(tmp_path, "-n", "--configfile", str(clash))
     assert res.returncode != 0 and "image_folders.mnist" in res.stdout + res.stderr
@@ -121,3 +137,17 @@ def test_small_nets_take_your_images_at_any_size_and_mnist_unchanged(digits):
     plain = v2.Compose([v2.Grayscale(1), v2.ToImage(), v2.ToDtype(__import__("torch").float32, scale=True),
                         v2.Normalize(list(spec.mean), list(spec.std))])
     assert (test_tf(mnist) == plain(mnist)).all()  # the resize is a no-op at 28 pixels
+
+
+def test_search_excludes_the_query_file_itself_and_matches_brute_force():
+    from dmlrepro.evaluation.image_search import EmbeddedImages, search_images
+    rng = np.random.default_rng(0)
+    g = EmbeddedImages(rng.normal(size=(20, 4)).astype(np.float32), [f"g{i}" for i in range(20)], [""] * 20)
+    q = EmbeddedImages(np.vstack([g.embeddings[:2], rng.normal(size=(2, 4))]).astype(np.float32),
+                       ["g0", "g1", "q2", "q3"], [""] * 4)
+    hits = search_images(q, g, 5)
+    for qi, row in enumerate(hits):
+        d = np.linalg.norm(g.embeddings - q.embeddings[qi], axis=1)
+        order = [i for i in np.argsort(d) if g.paths[i] != q.paths[qi]][:5]
+        assert [i for i, _ in row] == order and np.allclose([x for _, x in row], d[order], atol=1e-4)
+    assert len(search_images(q, g, 50)[0]) == 19  # k beyond the gallery: every other image

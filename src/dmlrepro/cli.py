@@ -88,6 +88,32 @@ def cmd_pointsets(args: argparse.Namespace) -> None:
              len(splits.train), args.out_pointsets)
 
 
+def cmd_embed(args: argparse.Namespace) -> None:
+    from dmlrepro.evaluation.image_search import embed_images, load_run_embedder
+    from dmlrepro.io import save_npy, write_json
+    found = embed_images(load_run_embedder(args.model), args.input, device=args.device)
+    save_npy(args.out, found.embeddings)
+    write_json(Path(args.out).with_suffix(".json"), {"model": str(args.model), "paths": found.paths, "classes": found.classes})
+    log.info("%d images -> %s (%d-d); their paths and classes in %s", len(found.paths), args.out,
+             found.embeddings.shape[1], Path(args.out).with_suffix(".json"))
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from dmlrepro.evaluation.image_search import embed_images, load_run_embedder, search_images
+    from dmlrepro.io import write_text
+    model = load_run_embedder(args.model)
+    gallery = embed_images(model, args.gallery, device=args.device)
+    query = embed_images(model, args.query, device=args.device)
+    lines = ["query\trank\tneighbour\tneighbour_class\tdistance"]
+    for q, hits in enumerate(search_images(query, gallery, args.k)):
+        lines += [f"{query.paths[q]}\t{r}\t{gallery.paths[i]}\t{gallery.classes[i] or '-'}\t{d:.4f}"
+                  for r, (i, d) in enumerate(hits, 1)]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        write_text(args.out, text)
+    sys.stdout.write(text)
+
+
 def cmd_image_prepare(args: argparse.Namespace) -> None:
     from dmlrepro.data.images import load_image_dataset, prepare_image_dataset, write_image_folder_manifest
     from dmlrepro.io import write_json
@@ -391,6 +417,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dest", required=True)
     s.add_argument("--stamp", required=True, help="JSON summary written last (the step's output)")
     s.set_defaults(func=cmd_image_prepare)
+
+    s = sub.add_parser("embed", help="a trained image run's embedding of your images (file, folder or class folders)")
+    s.add_argument("--model", required=True, help="run directory holding model.pt")
+    s.add_argument("--input", required=True)
+    s.add_argument("--out", required=True, help=".npy embeddings; the paths and classes go to the .json beside it")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("search", help="each query image's k nearest gallery images under a trained run's embedding")
+    s.add_argument("--model", required=True, help="run directory holding model.pt")
+    s.add_argument("--gallery", required=True)
+    s.add_argument("--query", required=True)
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--out", help="also write the TSV printed here")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("fetch-weights", help="pretrained backbone weights from the catalog, checksum verified")
     s.add_argument("--name", required=True)

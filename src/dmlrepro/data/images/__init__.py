@@ -24,7 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from dmlrepro.data.images._folders import LAYOUTS as IMAGE_FOLDER_LAYOUTS
-from dmlrepro.data.images._folders import read_image_folder_manifest, scan_image_folder, write_image_folder_manifest
+from dmlrepro.data.images._folders import (index_images, read_image_folder_manifest, scan_image_folder,
+                                           write_image_folder_manifest)
 from dmlrepro.data.images._index import ROLES, ImageIndex
 from dmlrepro.data.images._loaders import load_image_dataset, read_idx
 from dmlrepro.data.images._prepare import extract_archive, prepare_image_dataset
@@ -33,7 +34,7 @@ from dmlrepro.data.images.catalog import (IMAGE_DATASETS, IMAGE_RAW_FILES, Image
                                           get_image_dataset_spec, image_raw_file)
 
 __all__ = ["IMAGE_DATASETS", "IMAGE_FOLDER_LAYOUTS", "IMAGE_RAW_FILES", "PROTOCOLS", "ROLES", "ImageDataset", "ImageDatasetSpec",
-           "ImageIndex", "ImageSplit", "extract_archive", "get_image_dataset_spec", "image_raw_file",
+           "ImageIndex", "ImageSplit", "extract_archive", "index_images", "get_image_dataset_spec", "image_raw_file",
            "load_image_dataset", "make_image_split", "prepare_image_dataset", "read_idx",
            "read_image_folder_manifest", "scan_image_folder", "write_image_folder_manifest"]
 

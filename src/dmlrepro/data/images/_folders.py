@@ -112,6 +112,33 @@ def scan_image_folder(root: str | Path, layout: str, *, split_file: str | Path |
             "labels": [ids[r[1]] for r in rows], "roles": [r[2] for r in rows]}
 
 
+def index_images(path: str | Path, name: str = "images") -> tuple[ImageIndex, list[str]]:
+    """Every image at ``path`` for embedding or search, whatever its layout: one image file, a flat
+    folder of images, or class folders (``<class>/<image>``, any depth). Returns the index (role
+    ``test``; label = class position in name order, -1 for images outside a class folder) and the
+    class names."""
+    path = Path(path).resolve()
+    if path.is_file():
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DmlReproError(f"{path}: not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        root, rows = path.parent, [(path.name, "")]
+    elif path.is_dir():
+        root = path
+        loose = [(p.name, "") for p in sorted(path.iterdir())
+                 if p.is_file() and _visible(p) and p.suffix.lower() in IMAGE_EXTENSIONS]
+        classes = [p for p in sorted(path.iterdir()) if p.is_dir() and _visible(p)]
+        rows = loose + ([r for r in _scan_classes(root, root)] if classes else [])
+    else:
+        raise DmlReproError(f"{path}: no such image file or folder")
+    if not rows:
+        raise DmlReproError(f"{path}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    names = sorted({cls for _, cls in rows if cls})
+    ids = {c: i for i, c in enumerate(names)}
+    index = ImageIndex(name=name, labels=np.asarray([ids.get(cls, -1) for _, cls in rows], dtype=np.int64),
+                       roles=np.full(len(rows), "test"), sources=np.asarray([src for src, _ in rows]), root=root, array=None)
+    return index, names
+
+
 def manifest_path(dest_root: str | Path, name: str) -> Path:
     return Path(dest_root) / name / MANIFEST
 
