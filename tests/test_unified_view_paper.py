@@ -85,6 +85,21 @@ def test_the_configs_list_the_papers_rows(config):
     assert list(cfg["methods"]) == list(ROWS) and cfg["seeds"] == [0, 1, 2]
 
 
+def test_the_default_runs_both_stand_ins_alike():
+    """Zero-shot Fashion-MNIST from the MNIST-pretrained LeNet (the image foundation's) and its mirror,
+    zero-shot MNIST from a Fashion-MNIST-pretrained LeNet: one schedule, the paper's 512-d embedding."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["papers"]
+    uv = cfg["unified_view"]["datasets"]
+    assert set(uv) == {"fashion_mnist", "mnist"}
+    assert uv["fashion_mnist"]["pretrain"] == cfg["image_foundation"]["datasets"]["fashion_mnist"]["pretrain"]
+    assert uv["mnist"]["pretrain"] == {**uv["fashion_mnist"]["pretrain"], "dataset": "fashion_mnist"}
+    for key in ("protocol", "model", "train", "recall_ks"):
+        assert uv["mnist"][key] == uv["fashion_mnist"][key], key
+    assert uv["mnist"]["model"]["embedding_dim"] == 512
+    p = uv["mnist"]["protocol"]
+    assert p["protocol"] == "zero_shot" and not set(p["train_classes"]) & set(p["test_classes"])
+
+
 def test_the_paper_config_follows_section_6():
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["papers"]["unified_view"]["datasets"]
     assert set(cfg) == set(pv.PAPER_DATASETS)
@@ -187,13 +202,47 @@ def test_paper_dataset_table_shows_the_papers_column(tmp_path):
     assert list(df["Method"]) == ["Binomial", "RAW+VTHM (ours)"]
     assert list(df[report.PAPER_R1_COLUMN]) == ["64.45", "66.85"]
     assert list(df.columns).index(report.PAPER_R1_COLUMN) == list(df.columns).index("R@1") + 1
+    # ours − paper: Binomial 61.00 − 64.45, RAW+VTHM 67.00 − 66.85
+    assert list(df[report.DELTA_R1_COLUMN]) == ["-3.45", "+0.15"]
+    assert list(df.columns).index(report.DELTA_R1_COLUMN) == list(df.columns).index(report.PAPER_R1_COLUMN) + 1
     recall = report.raw_vthm_recall_table(paths, "cub200", ks)
     assert list(recall["K"]) == list(ks)
     assert list(recall["RAW+VTHM, paper (Tables 2-3)"]) == ["66.85", "77.84", "85.8", "91.29", "94.94", "97.42"]
     # R@2 = R@1 + 0.001: 66.1, 68.1 -> 67.10 ± 1.41
     assert recall.loc[1, "RAW+VTHM, ours"] == "67.10 ± 1.41"
+    assert list(recall["Δ (ours − paper)"])[:2] == ["+0.15", "-10.74"]  # 67.00 − 66.85, 67.10 − 77.84
     report.write_table1(df, recall, tmp_path / "c.csv", tmp_path / "c.md", report.table1_title("cub200"))
     assert "beside the paper's Tables 2-3" in (tmp_path / "c.md").read_text()
+
+
+def _write_initial(tmp_path, dataset, r1s):
+    """initial.json per seed as image_foundation.run.initial writes it."""
+    paths = []
+    for seed, r1 in enumerate(r1s):
+        path = tmp_path / dataset / f"seed{seed}" / "initial.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"dataset": dataset, "method": "initial", "seed": seed, "best_epoch": 0,
+                                    "val_recall@1": None, "test_selected": None,
+                                    "test": {"recall@1": r1, "recall@2": r1, "nmi": 0.4, "f1": 0.2, "map_at_r": 0.1}}))
+        paths.append(path)
+    return paths
+
+
+def test_initial_row_heads_the_table(tmp_path):
+    """The Initial row (the pretrained backbone before metric learning) comes first, whatever the
+    input order, with no 'selected on test' value; on a paper dataset it has no paper value either."""
+    for dataset, ks in (("fashion_mnist", (1, 2)), ("cub200", (1, 2))):
+        runs = _write_runs(tmp_path, dataset, {"raw": [0.5, 0.52], "raw_vthm": [0.6, 0.62]}, ks)
+        initial = _write_initial(tmp_path, dataset, [0.4, 0.4])
+        df = report.table1(runs + initial, dataset, ks, "note")
+        assert list(df["Method"]) == ["Initial (pretrained, no metric learning)", "RAW", "RAW+VTHM (ours)"]
+        assert df.loc[0, "R@1"] == "40.00 ± 0.00" and df.loc[0, "R@1 if selected on test (inflated)"] == "–"
+        if dataset == "cub200":
+            assert df.loc[0, report.PAPER_R1_COLUMN] == "–" and df.loc[0, report.DELTA_R1_COLUMN] == "–"
+            assert df.loc[1, report.DELTA_R1_COLUMN] == "-14.06"  # 51.00 − 65.06
+    # the claims read the runs only: an Initial file among them changes nothing
+    runs = _write_runs(tmp_path / "c", "fashion_mnist", R1)
+    assert len(results_frame(runs)) == 7 * 3 * 4
 
 
 def test_table_refuses_a_run_of_another_dataset_naming_it(tmp_path):

@@ -85,7 +85,14 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
     if uv:
         datasets = uv["datasets"]
         shared_pretrains = [d["pretrain"] for d in foundation.values() if d.get("pretrain")]
+        def initial_key(d):  # what the Initial row depends on (the foundation's is reused when equal)
+            protocol = {k: v for k, v in d["protocol"].items() if k not in ("val_fraction", "val_by")}
+            model = {k: d["model"].get(k) for k in ("backbone", "pooling", "pretrained")}
+            return d.get("pretrain"), protocol, model, list(d.get("recall_ks", [1, 2, 4, 8]))
+        shared_initial = [(name, s) for name, d in datasets.items() for s in uv["seeds"] if name in foundation
+                          and s in papers["image_foundation"]["seeds"] and initial_key(foundation[name]) == initial_key(d)]
         counts |= {"unified_view_split": len(datasets),
+                   "unified_view_initial": len(datasets) * len(uv["seeds"]) - len(shared_initial),
                    "unified_view_train": len(datasets) * len(uv["seeds"]) * len(uv["methods"]),
                    "unified_view_table": len(datasets), "unified_view_claims": 1, "unified_view_figure1": 1,
                    "unified_view_pretrain": sum(1 for d in datasets.values()
@@ -199,8 +206,14 @@ def test_paper_config_builds_the_full_dag(tmp_path):
         for seed in uv["seeds"]:
             for row in ROWS:
                 assert f"results/unified_view/{name}/seed{seed}/{row}/metrics.json" in res.stdout, (name, seed, row)
+            assert f"results/unified_view/{name}/seed{seed}/initial.json" in res.stdout, (name, seed)
         assert f"results/unified_view/tables/table1_{name}.md" in res.stdout
-    assert counts["unified_view_train"] == 4 * 3 * 7
+    assert counts["unified_view_train"] == 4 * 3 * 7 and counts["unified_view_initial"] == 4 * 3
+    # the paper's settings reach the run's command line (Sec. 6; batch 80 from the official code)
+    cub = next(j for j in res.stdout.split("rule unified_view_train:")[1:] if "--dataset cub200" in j)
+    for setting in ('"backbone": "bn_inception"', '"embedding_dim": 512', '"lr": 1e-05', '"batch_size": 80',
+                    '"m": 5', '"beta": 50.0', '--recall-ks 1 2 4 8 16 32'):
+        assert setting in cub, setting
     assert "results/unified_view/tables/claims.md" in res.stdout
     assert "results/unified_view/figures/figure1_pair_weights.png" in res.stdout
     assert "resources/weights/imagenet/bn_inception-52deb4733.pth" in res.stdout
@@ -223,11 +236,15 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
     claims_job = res.stdout.split("rule claims:", 1)[1].split("\n\n", 1)[0]
     assert "results/tables/claims.md" in claims_job and "--small-data results/bbcsport/spc10/split0/" in claims_job
     assert "--c-grid results/twitter/c1/split0/wsset/metrics.json" in claims_job
-    # paper 004 on the stand-in: 7 rows x 3 seeds, from the image foundation's pretrained LeNet (one pretraining)
-    assert counts["unified_view_train"] == 21 and "unified_view_pretrain" not in counts
-    assert counts["image_foundation_pretrain"] == 1
-    uv_job = res.stdout.split("rule unified_view_train:", 1)[1].split("\n\n", 1)[0]
-    assert "results/image_foundation/fashion_mnist/pretrained.pt" in uv_job
+    # paper 004 on the stand-ins: 7 rows x 3 seeds x {Fashion-MNIST, MNIST}; Fashion-MNIST from the image
+    # foundation's pretrained LeNet and Initial rows (one pretraining), MNIST from its own (Fashion-MNIST)
+    assert counts["unified_view_train"] == 42 and counts["unified_view_pretrain"] == 1
+    assert counts["unified_view_initial"] == 3 and counts["image_foundation_pretrain"] == 1
+    uv_jobs = res.stdout.split("rule unified_view_train:")[1:]
+    assert any("results/image_foundation/fashion_mnist/pretrained.pt" in j.split("\n\n", 1)[0] for j in uv_jobs)
+    assert any("results/unified_view/mnist/pretrained.pt" in j.split("\n\n", 1)[0] for j in uv_jobs)
+    table_job = res.stdout.split("rule unified_view_table:", 1)[1].split("\n\n", 1)[0]
+    assert "initial.json" in table_job
 
 
 def test_quick_config_is_the_self_supervised_core(tmp_path):

@@ -37,6 +37,24 @@ def uv_init(dataset):
     return cfg["model"].get("pretrained") or []
 
 
+def _uv_initial_key(cfg):
+    """What the Initial row's numbers depend on: the backbone and its pretraining, the test part of
+    the split (not the validation carve-out), the Ks."""
+    protocol = {k: v for k, v in cfg["protocol"].items() if k not in ("val_fraction", "val_by")}
+    model = {k: cfg["model"].get(k) for k in ("backbone", "pooling", "pretrained")}
+    return (cfg.get("pretrain"), protocol, model, list(cfg.get("recall_ks", [1, 2, 4, 8])))
+
+
+def uv_initial(dataset, seed):
+    """The Initial row of ``dataset`` and ``seed``: the image foundation's when it measures the same
+    thing (same pretrained backbone, same test part, same Ks, same seed), else our own."""
+    foundation = config["papers"].get("image_foundation", {})
+    cfg = foundation.get("datasets", {}).get(dataset)
+    if cfg and int(seed) in foundation.get("seeds", []) and _uv_initial_key(cfg) == _uv_initial_key(uv_cfg(dataset)):
+        return f"results/image_foundation/{dataset}/seed{seed}/initial.json"
+    return f"{UV_ROOT}/{dataset}/seed{seed}/initial.json"
+
+
 def uv_ks(dataset):
     return " ".join(str(k) for k in uv_cfg(dataset).get("recall_ks", [1, 2, 4, 8]))
 
@@ -54,7 +72,13 @@ def uv_metrics(dataset):
     return [f"{UV_ROOT}/{dataset}/seed{s}/{row}/metrics.json" for row in UNIFIED_VIEW["methods"] for s in UV_SEEDS]
 
 
+def uv_table_inputs(dataset):
+    """Table 1's inputs: the Initial row per seed, then the runs."""
+    return [uv_initial(dataset, s) for s in UV_SEEDS] + uv_metrics(dataset)
+
+
 def uv_all_metrics():
+    """The claims' inputs: every run of every dataset (the Initial row is in no claim)."""
     return [path for dataset in UNIFIED_VIEW["datasets"] for path in uv_metrics(dataset)]
 
 

@@ -1,12 +1,14 @@
 """Table 1 per dataset, the claims table and Figure 1 of paper 004.
 
-Table 1 (:func:`table1`): one row per configured Table 1 row, in the paper's order, built by the
+Table 1 (:func:`table1`): the Initial row (the pretrained backbone before metric learning, where it
+ran) then one row per configured Table 1 row, in the paper's order, built by the
 image foundation's :func:`~dmlrepro.papers.image_foundation.report.stand_in_table`: test R@K, NMI,
 F1 and MAP@R of the validation-selected epoch as mean ± std (ddof 1) over seeds, and, labelled
 "inflated", the R@1 that picking the best epoch on test (as the official code does, validating on
 the test set every 200 iterations) would report. On the paper's datasets only, a column
-"R@1, paper (Table 1)" holds the printed value, and a second table sets RAW+VTHM's R@K beside
-Tables 2-3 (:func:`raw_vthm_recall_table`). A stand-in dataset gets neither: its table's title says
+"R@1, paper (Table 1)" holds the printed value and "Δ R@1 (ours − paper)" our mean minus it, and a
+second table sets RAW+VTHM's R@K beside Tables 2-3 with the same difference
+(:func:`raw_vthm_recall_table`). A stand-in dataset gets neither: its table's title says
 it is a check of method.
 
 Claims (:func:`claims_table`): :data:`~dmlrepro.papers.unified_view.claims.CLAIMS` evaluated on the
@@ -28,18 +30,24 @@ import pandas as pd
 
 from dmlrepro import DmlReproError
 from dmlrepro.io import write_text
+from dmlrepro.papers.image_foundation.report import METHOD_LABELS as IF_LABELS
 from dmlrepro.papers.image_foundation.report import stand_in_table
 from dmlrepro.reporting.claims import evaluate_claims, write_claims
-from dmlrepro.reporting.tables import format_mean_std
+from dmlrepro.reporting.tables import format_delta, format_mean_std
 
 from .claims import CLAIMS, results_frame
 from .methods import ROWS, row_label
 from .paper_values import dataset_label, is_paper_dataset, paper_r1, paper_recall
 
-__all__ = ["PAPER_R1_COLUMN", "table1", "raw_vthm_recall_table", "table1_title", "write_table1", "claims_table",
+__all__ = ["INITIAL", "ROW_LABELS", "PAPER_R1_COLUMN", "DELTA_R1_COLUMN", "table1", "raw_vthm_recall_table", "table1_title", "write_table1", "claims_table",
            "claims_title", "write_claims_table", "figure1"]
 
+# the Initial row (the pretrained backbone's features, before metric learning: image-initial) heads
+# the table; the paper has no such row
+INITIAL = "initial"
+ROW_LABELS = {INITIAL: IF_LABELS[INITIAL], **{r: row_label(r) for r in ROWS}}
 PAPER_R1_COLUMN = "R@1, paper (Table 1)"
+DELTA_R1_COLUMN = "Δ R@1 (ours − paper)"
 
 
 def _runs(metric_files: Sequence[str | os.PathLike]) -> list[dict]:
@@ -54,13 +62,14 @@ def _runs(metric_files: Sequence[str | os.PathLike]) -> list[dict]:
 
 def _in_row_order(metric_files: Sequence[str | os.PathLike], dataset: str) -> list[str | os.PathLike]:
     """The files sorted by Table 1 row (stable within a row); every run must be on ``dataset``."""
-    order = {row: i for i, row in enumerate(ROWS)}
+    order = {row: i for i, row in enumerate((INITIAL,) + ROWS)}
     keyed = []
     for path, run in zip(metric_files, _runs(metric_files)):
         if run.get("dataset") != dataset:
             raise DmlReproError(f"{path}: a run on '{run.get('dataset')}' in the table of '{dataset}'")
         if run.get("method") not in order:
-            raise DmlReproError(f"{path}: method '{run.get('method')}' is not a Table 1 row ({' | '.join(ROWS)})")
+            raise DmlReproError(f"{path}: method '{run.get('method')}' is not a Table 1 row "
+                                f"({' | '.join((INITIAL,) + ROWS)})")
         keyed.append((order[run["method"]], path))
     return [p for _, p in sorted(keyed, key=lambda t: t[0])]
 
@@ -72,12 +81,21 @@ def table1(metric_files: Sequence[str | os.PathLike], dataset: str, recall_ks: S
     files = _in_row_order(metric_files, dataset)
     if not files:
         raise DmlReproError(f"Table 1 of '{dataset}': no runs")
-    df = stand_in_table(files, recall_ks, data_note, labels={r: row_label(r) for r in ROWS})
+    df = stand_in_table(files, recall_ks, data_note, labels=ROW_LABELS)
     if is_paper_dataset(dataset):
-        labels_to_row = {row_label(r): r for r in ROWS}
-        paper = [paper_r1(labels_to_row[label], dataset) or "–" for label in df["Method"]]
-        df.insert(list(df.columns).index("R@1") + 1, PAPER_R1_COLUMN, paper)
+        labels_to_row = {label: r for r, label in ROW_LABELS.items()}
+        paper = [paper_r1(labels_to_row.get(label, ""), dataset) for label in df["Method"]]
+        ours = [_mean_r1(files, labels_to_row.get(label)) for label in df["Method"]]
+        at = list(df.columns).index("R@1") + 1
+        df.insert(at, PAPER_R1_COLUMN, [p or "–" for p in paper])
+        df.insert(at + 1, DELTA_R1_COLUMN, [format_delta(o, None if p is None else float(p)) for o, p in zip(ours, paper)])
     return df
+
+
+def _mean_r1(metric_files: Sequence[str | os.PathLike], row: str | None) -> float:
+    """Mean test R@1 (%) of ``row``'s runs among ``metric_files`` (nan without runs)."""
+    values = [100.0 * float(r["test"]["recall@1"]) for r in _runs(metric_files) if r.get("method") == row]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def raw_vthm_recall_table(metric_files: Sequence[str | os.PathLike], dataset: str,
@@ -97,7 +115,8 @@ def raw_vthm_recall_table(metric_files: Sequence[str | os.PathLike], dataset: st
         values = 100.0 * np.array([r["test"][f"recall@{k}"] for r in runs], dtype=float)
         std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
         rows.append({"K": k, "RAW+VTHM, ours": format_mean_std(float(values.mean()), std),
-                     "RAW+VTHM, paper (Tables 2-3)": printed, "seeds": len(values)})
+                     "RAW+VTHM, paper (Tables 2-3)": printed,
+                     "Δ (ours − paper)": format_delta(float(values.mean()), float(printed)), "seeds": len(values)})
     return pd.DataFrame(rows) if rows else None
 
 
