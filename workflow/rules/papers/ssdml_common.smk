@@ -50,5 +50,29 @@ def ssdml_metrics():
     return out
 
 
+def ssdml_figure2():
+    """papers.ssdml.figure2 (absent: no Figure 2), with its defaults."""
+    fig = SSDML.get("figure2")
+    if not fig:
+        return None
+    return {"alphas": list(range(30, 65, 5)), "train": {}, "tsne_points": 2000, **fig}
+
+
+def ssdml_alpha_params(dataset, alpha):
+    """An α run: Table 1's w/ orth settings with α replaced and figure2.train on top of the schedule."""
+    params = ssdml_params(dataset, "ours")
+    params["method"]["alpha_deg"] = float(alpha)
+    params["train"] = {**params["train"], **ssdml_figure2()["train"]}
+    return params
+
+
+def ssdml_alpha_metrics():
+    fig = ssdml_figure2()
+    return [f"{SSDML_ROOT}/{fig['dataset']}/seed{fig['seed']}/alpha/{a:g}/metrics.json" for a in fig["alphas"]]
+
+
 def ssdml_targets():
-    return [f"{SSDML_ROOT}/tables/{name}.md" for name in ("table1", "table4", "claims")]
+    out = [f"{SSDML_ROOT}/tables/{name}.md" for name in ("table1", "table4", "claims")]
+    if ssdml_figure2():
+        out.append(f"{SSDML_ROOT}/figures/figure2.png")
+    return out

@@ -49,6 +49,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from pytorch_metric_learning.reducers import MeanReducer, SumReducer
 from torch import nn
 
 from dmlrepro import DmlReproError
@@ -59,6 +60,8 @@ from dmlrepro.training.images import array_batch, embed_rows
 from dmlrepro.training.loop import Batch, Hook, Objective
 
 log = logging.getLogger(__name__)
+
+BATCH_GRADIENTS = ("mean", "sum")
 
 
 def _generator(seed: int, *tags: int | str) -> np.random.Generator:
@@ -198,9 +201,15 @@ class SSDMLObjective(Objective):
     the identity: ``δ²_L(x, y) = ‖Lᵀx − Lᵀy‖²`` and the mid-point ``(z_a + z_p)/2`` commutes with
     the linear map. L is not a parameter or buffer here: it is the algorithm's state."""
 
-    def __init__(self, algorithm: SSDMLAlgorithm, alpha_deg: float = 40.0):
+    def __init__(self, algorithm: SSDMLAlgorithm, alpha_deg: float = 40.0, batch_gradient: str = "mean"):
         super().__init__()
-        self.loss = SSDMLAngularLoss(alpha_deg=alpha_deg)
+        if batch_gradient not in BATCH_GRADIENTS:
+            raise DmlReproError(f"train.batch_gradient: '{batch_gradient}' is not one of {', '.join(BATCH_GRADIENTS)}")
+        # the network step: Eq. 3's sum over the batch's triplets divided by their number (MatConvNet's
+        # cnn_train divides the summed derivative by the batch size: the paper's lr is per triplet), or
+        # the raw sum (``sum``: a step T_b times larger at the same lr)
+        self.loss = SSDMLAngularLoss(alpha_deg=alpha_deg,
+                                     reducer=MeanReducer() if batch_gradient == "mean" else SumReducer())
         self.__dict__["algorithm"] = algorithm          # not a submodule: its state is the hook's
 
     def forward(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:

@@ -5,16 +5,25 @@ Splits are the image foundation's (``same_class``: the dataset's own test images
 
 Decisions:
 
-* **Retrieval space**: the l2-normalised 128-d features *before* L (``retrieval_space:
-  before_L``), as the authors' related code evaluates and as the paper builds its graph; the
-  metrics of the projected ``Lᵀz`` (l = 64) are recorded beside them (``test_after_L``) and
-  ``retrieval_space: after_L`` makes them the reported ones (selection then uses them too).
+* **Retrieval space**: the embedding ``Lᵀz`` (l = 64 on MNIST; ``retrieval_space: after_L``,
+  the default), as the paper describes its networks: L is their last layer ("… → l2 → L(128×64)"),
+  CUB/Cars' "embedding size 128" is L's output (the features before it are 1024-d), and the
+  Johnson–Lindenstrauss argument for LᵀL = I is about distances after L. Selection uses the same
+  space. The l2-normalised features *before* L (where the graph is built, and where the authors'
+  related GUML code evaluates) are recorded beside (``test_before_L``); ``retrieval_space:
+  before_L`` reports those instead.
 * **Selection**: validation R@1 in the retrieval space, every ``eval_every`` epochs; the test
   R@1 of every epoch is recorded (never read) to show what test-selection would report.
 * **Initial row**: the paper's "Initial" for a network trained from scratch is the network at
   its random initialisation: the seed's LeNet before any step (the very weights the runs start
-  from, ``seed_everything(seed)`` then the constructor), evaluated in the retrieval space
-  (before L: L is random then, so it carries nothing).
+  from, ``seed_everything(seed)`` then the constructor) with the seed's initial L (the Stiefel
+  point every run of the seed starts from), evaluated in the retrieval space; the other space
+  is recorded beside.
+* **Network step's scale** (``train.batch_gradient``): the gradient of Eq. 3's sum over the
+  mini-batch's triplets divided by their number (``mean``, the default). The paper's lr 1e-4 is a
+  MatConvNet learning rate, and MatConvNet's ``cnn_train`` divides the summed derivative by the
+  batch size before the momentum update; the raw sum (``sum``) takes T_b = 100 times larger steps
+  (docs/ssdml.md: the diagnosis, in which it wrecked the representation within one epoch).
 * **Optimiser**: the paper's "SGD, initial learning rate 1e-4"; momentum, weight decay and any
   decay schedule are unstated — configurable (``train.optimizer``, ``momentum``), default SGD
   with momentum 0.9 (MatConvNet's ``cnn_train`` default) and no decay.
@@ -91,7 +100,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     if method_cfg.get("metric_step", "ssdml") != "ssdml":
         raise DmlReproError(f"method {method}: metric_step '{method_cfg['metric_step']}' has no network loss yet "
                             "(only ssdml runs through Algorithm 1)")
-    space = train_cfg.get("retrieval_space", "before_L")
+    space = train_cfg.get("retrieval_space", "after_L")
     if space not in RETRIEVAL_SPACES:
         raise DmlReproError(f"train.retrieval_space: '{space}' is not one of {', '.join(RETRIEVAL_SPACES)}")
     seed_everything(seed)
@@ -110,7 +119,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         k=int(method_cfg.get("k", 10)), gamma=float(method_cfg.get("gamma", 0.99)),
         metric_every=int(train_cfg.get("metric_every", 1)), metric_step=step,
         metric_dim=int(method_cfg.get("metric_dim", 64)), device=device)
-    objective = SSDMLObjective(algorithm, alpha_deg=alpha)
+    objective = SSDMLObjective(algorithm, alpha_deg=alpha, batch_gradient=str(train_cfg.get("batch_gradient", "mean")))
     optimizer = _optimizer(train_cfg, model.parameters())
     val_rows = split.val
     if train_cfg.get("val_subsample"):  # a seeded stratification-free subset, to bound the cost of selection
@@ -151,7 +160,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     test_other = evaluate(model, index, split.test, other, L, recall_ks, seed, device, metrics=("recall", "nmi"))
     by_test = [r for r in result.history if "test_recall@1" in r]
     best_test = max(by_test, key=lambda r: r["test_recall@1"]) if by_test else None
-    summary = {"dataset": dataset, "method": method, "seed": seed, "best_epoch": result.best_epoch,
+    summary = {"dataset": dataset, "method": method, "seed": seed, "alpha_deg": alpha, "best_epoch": result.best_epoch,
                "val_recall@1": result.best_score, "retrieval_space": space, "test": test,
                f"test_{other}": test_other,
                "test_selected": None if best_test is None else {"epoch": best_test["epoch"],
@@ -166,15 +175,28 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     return summary
 
 
+def initial_metric(model, method_cfg: dict[str, Any], seed: int) -> torch.Tensor:
+    """The L every run of ``seed`` starts from (:meth:`SSDMLStep.init` with the run's seed)."""
+    step = SSDMLStep()
+    step.init(model.embedding_dim, int(method_cfg.get("metric_dim", 64)), seed=seed)
+    return step.L.detach().cpu()
+
+
 def initial(dataset: str, raw_root: str | Path, split_path: str | Path, model_cfg: dict[str, Any], seed: int,
-            out: str | Path, recall_ks: Sequence[int], device: str = "cpu") -> dict[str, Any]:
-    """The Initial row: the seed's randomly initialised network, features before L (module docstring)."""
+            out: str | Path, recall_ks: Sequence[int], device: str = "cpu", method_cfg: dict[str, Any] | None = None,
+            space: str = "after_L") -> dict[str, Any]:
+    """The Initial row: the seed's randomly initialised network and initial L (module docstring)."""
+    if space not in RETRIEVAL_SPACES:
+        raise DmlReproError(f"retrieval_space: '{space}' is not one of {', '.join(RETRIEVAL_SPACES)}")
     seed_everything(seed)
     index, split = load_run_inputs(dataset, raw_root, split_path)
     model = _build_model(model_cfg)
-    test = evaluate(model, index, split.test, "before_L", None, recall_ks, seed, device)
+    L = initial_metric(model, method_cfg or {}, seed)
+    test = evaluate(model, index, split.test, space, L, recall_ks, seed, device)
+    other = "after_L" if space == "before_L" else "before_L"
+    test_other = evaluate(model, index, split.test, other, L, recall_ks, seed, device, metrics=("recall", "nmi"))
     summary = {"dataset": dataset, "method": "initial", "seed": seed, "best_epoch": 0, "val_recall@1": None,
-               "retrieval_space": "before_L", "test": test, "test_selected": None,
+               "retrieval_space": space, "test": test, f"test_{other}": test_other, "test_selected": None,
                "weights_sha256": hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values()))
                .hexdigest()}
     write_json(out, summary)
