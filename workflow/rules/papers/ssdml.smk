@@ -146,16 +146,15 @@ rule ssdml_alpha:
 
 if ssdml_figure2():
     _FIG2 = ssdml_figure2()
-    _FIG2_RUN = f"{SSDML_ROOT}/{_FIG2['dataset']}/seed{{seed}}/{{method}}"
 
     rule ssdml_figure2:
         input:
             raw=ssdml_raw(_FIG2["dataset"]),
             split=f"{SSDML_ROOT}/{_FIG2['dataset']}/splits/seed{_FIG2['seed']}.json",
-            ours=[_FIG2_RUN.format(seed=s, method="ours") + "/history.csv" for s in SSDML_SEEDS],
-            no_orth=[_FIG2_RUN.format(seed=s, method="ours_no_orth") + "/history.csv" for s in SSDML_SEEDS],
-            model_ours=_FIG2_RUN.format(seed=_FIG2["seed"], method="ours") + "/model.pt",
-            model_no_orth=_FIG2_RUN.format(seed=_FIG2["seed"], method="ours_no_orth") + "/model.pt",
+            ours=[ssdml_run_file(_FIG2["dataset"], s, "ours", "history.csv") for s in SSDML_SEEDS],
+            no_orth=[ssdml_run_file(_FIG2["dataset"], s, "ours_no_orth", "history.csv") for s in SSDML_SEEDS],
+            model_ours=ssdml_run_file(_FIG2["dataset"], _FIG2["seed"], "ours", "model.pt"),
+            model_no_orth=ssdml_run_file(_FIG2["dataset"], _FIG2["seed"], "ours_no_orth", "model.pt"),
             alpha=ssdml_alpha_metrics(),
         output:
             png=report(f"{SSDML_ROOT}/figures/figure2.png", category="SSDML", caption="../../report/ssdml.rst"),

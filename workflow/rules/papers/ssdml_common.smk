@@ -50,6 +50,10 @@ def ssdml_metrics():
     return out
 
 
+def ssdml_run_file(dataset, seed, method, name):
+    return f"{SSDML_ROOT}/{dataset}/seed{seed}/{method}/{name}"
+
+
 def ssdml_figure2():
     """papers.ssdml.figure2 (absent: no Figure 2), with its defaults."""
     fig = SSDML.get("figure2")
