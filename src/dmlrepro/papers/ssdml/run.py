@@ -97,9 +97,6 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     (``labels_per_class``, ``partition_size``, ``epochs_per_partition``, ``epochs``,
     ``triplets_per_batch``, ``metric_every``, ``lr``, ...)."""
     from dmlrepro.evaluation.image_retrieval import recall_at_k
-    if method_cfg.get("metric_step", "ssdml") != "ssdml":
-        raise DmlReproError(f"method {method}: metric_step '{method_cfg['metric_step']}' has no network loss yet "
-                            "(only ssdml runs through Algorithm 1)")
     space = train_cfg.get("retrieval_space", "after_L")
     if space not in RETRIEVAL_SPACES:
         raise DmlReproError(f"train.retrieval_space: '{space}' is not one of {', '.join(RETRIEVAL_SPACES)}")
@@ -108,9 +105,22 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     out_dir = Path(out_dir)
     model = _build_model(model_cfg)
     alpha = float(method_cfg.get("alpha_deg", 40.0))
-    step = SSDMLStep(alpha_deg=alpha, max_iter=int(method_cfg.get("max_iter", 10)),
-                     orthogonal=bool(method_cfg.get("orthogonal", True)))
-    algorithm = SSDMLAlgorithm(
+    kind = str(method_cfg.get("metric_step", "ssdml"))
+    if kind == "ssdml":
+        step = SSDMLStep(alpha_deg=alpha, max_iter=int(method_cfg.get("max_iter", 10)),
+                         orthogonal=bool(method_cfg.get("orthogonal", True)))
+        algorithm_cls = SSDMLAlgorithm
+    else:  # a baseline: its metric step with its own hyperparameters (``params``), k and γ of the dataset
+        from dmlrepro.losses.ssml_baselines import make_metric_step
+        from dmlrepro.papers.ssdml.algorithm import BaselineAlgorithm
+        params = dict(method_cfg.get("params", {}))
+        if kind in ("lrml", "isdml", "apllr", "apit"):
+            params.setdefault("k", int(method_cfg.get("k", 10)))
+        if kind in ("apllr", "apit"):
+            params.setdefault("gamma", float(method_cfg.get("gamma", 0.99)))
+        step = make_metric_step(kind, **params)
+        algorithm_cls = BaselineAlgorithm
+    algorithm = algorithm_cls(
         index, model.input_spec, split.fit, index.labels[split.fit], seed=seed,
         labels_per_class=int(train_cfg.get("labels_per_class", 10)),
         partition_size=int(train_cfg.get("partition_size", 9000)),
@@ -119,7 +129,13 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         k=int(method_cfg.get("k", 10)), gamma=float(method_cfg.get("gamma", 0.99)),
         metric_every=int(train_cfg.get("metric_every", 1)), metric_step=step,
         metric_dim=int(method_cfg.get("metric_dim", 64)), device=device)
-    objective = SSDMLObjective(algorithm, alpha_deg=alpha, batch_gradient=str(train_cfg.get("batch_gradient", "mean")))
+    if kind == "ssdml":
+        objective = SSDMLObjective(algorithm, alpha_deg=alpha,
+                                   batch_gradient=str(train_cfg.get("batch_gradient", "mean")))
+        load = TripletBatches(algorithm, device)
+    else:
+        from dmlrepro.papers.ssdml.algorithm import BaselineObjective, NeighbourhoodBatches
+        objective, load = BaselineObjective(algorithm), NeighbourhoodBatches(algorithm, device)
     optimizer = _optimizer(train_cfg, model.parameters())
     val_rows = split.val
     if train_cfg.get("val_subsample"):  # a seeded stratification-free subset, to bound the cost of selection
@@ -135,7 +151,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         return {"recall@1": recall_at_k(z, index.labels[split.test], ks=(1,))[1]}
 
     trainer = Trainer(
-        model, objective, optimizer, plan=algorithm.plan, load=TripletBatches(algorithm, device),
+        model, objective, optimizer, plan=algorithm.plan, load=load,
         epochs=int(train_cfg.get("epochs", 50)), checkpoint=out_dir / "checkpoint" / "last.pt",
         signature=run_signature("ssdml", dataset, method, method_cfg, model_cfg,
                              {k: v for k, v in train_cfg.items() if k != "device"}, seed,
