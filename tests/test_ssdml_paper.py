@@ -329,3 +329,54 @@ def test_figure2_reads_histories_and_alpha_runs_and_draws(tmp_path):
     assert out["png"].stat().st_size > 1000 and out["pdf"].is_file()
     with pytest.raises(DmlReproError, match="t-SNE: no embeddings for 'initial'"):
         figure2.plot_figure2(tmp_path / "f.png", {"ours": conv}, table, {"ours": emb["ours"]}, labels, 0, "MNIST")
+
+
+@pytest.mark.parametrize("kind", ["lrml", "seraph", "apllr"])
+def test_baselines_train_through_algorithm1_and_resume(kind, mnist_split, shared_data, tmp_path):
+    """A baseline's run: its metric step once per partition (M PSD, moved from the start), SGD on its pair
+    objective in neighbourhood batches; killed after epoch 1 it resumes to the same network."""
+    from dmlrepro.papers.ssdml import run
+    method = {"metric_step": kind, "k": 4, "gamma": 0.99, "metric_dim": 8,
+              "params": {"max_unlabelled": 30} if kind == "seraph" else {}}
+
+    def go(out, **kw):
+        return run.train("mnist", shared_data, mnist_split / "split.json", f"deep_{kind}", method,
+                         {"backbone": "lenet_ssdml"}, TRAIN, 0, out, (1, 2), **kw)
+
+    ref = go(tmp_path / "a")
+    assert ref["metric_steps"] == 2 and ref["method"] == f"deep_{kind}"   # one per partition, 2 epochs
+    history = (tmp_path / "a" / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and all(float(r.split(",")[2]) > 0 for r in history[1:])   # pairs every epoch
+    with pytest.raises(Killed):
+        go(tmp_path / "b", after_epoch=lambda e: (_ for _ in ()).throw(Killed()))
+    again = go(tmp_path / "b")
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=False)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert torch.allclose(a["L"], b["L"]) and a["L"].shape == (128, 8) and again["test"] == pytest.approx(ref["test"])
+
+
+def test_neighbourhood_batches_hold_anchors_and_their_neighbours():
+    from dmlrepro.losses.ssml_baselines import LRMLStep
+    from dmlrepro.models.images import build_image_embedder
+    from dmlrepro.papers.ssdml.algorithm import BaselineAlgorithm, NeighbourhoodBatches
+
+    class Index:
+        array = np.arange(120 * 28 * 28, dtype=np.uint8).reshape(120, 28, 28) % 251
+        labels = np.repeat(np.arange(4), 30)
+
+    spec = build_image_embedder("lenet_ssdml", embedding_dim=None).input_spec
+    alg = BaselineAlgorithm(Index(), spec, np.arange(120), Index.labels, seed=0, labels_per_class=5,
+                            partition_size=30, triplets_per_batch=10, k=4, metric_step=LRMLStep())
+    assert alg.anchors_per_batch == 5 and not alg.metric_step_due()
+    alg.partition = np.arange(40, 90)
+    alg.neighbours = np.random.default_rng(0).integers(0, 50, size=(50, 4))
+    plan = alg.plan(1)
+    assert sorted(np.concatenate(plan).tolist()) == list(range(50)) and len(plan) == 10   # each point once
+    for anchors, batch in zip(plan, NeighbourhoodBatches(alg)(plan)):
+        pos = batch.extras["positions"]
+        assert set(pos) == set(anchors) | set(alg.neighbours[anchors].ravel()) and len(pos) == len(set(pos))
+        assert np.array_equal(batch.index, alg.partition[pos])
+    assert alg.partition_labels(np.array([0, 4, 20, 49])).tolist() == [*Index.labels[alg.labelled[[0, 4]]], -1, -1]
+    with pytest.raises(DmlReproError, match="baseline's metric step"):
+        BaselineAlgorithm(Index(), spec, np.arange(120), Index.labels, seed=0, labels_per_class=5)

@@ -120,7 +120,11 @@ class SSDMLAlgorithm(Hook):
 
     # ----------------------------------------------------------------- Hook
     def on_fit_start(self, trainer) -> None:
-        if getattr(self.step, "metric", None) is None:
+        # a resumed run has loaded its metric state already: initialise only a fresh step
+        # (SSDMLStep holds ``metric``, the baselines' steps ``M``)
+        from dmlrepro.losses.ssml_baselines import MahalanobisStep
+        fresh = self.step.M is None if isinstance(self.step, MahalanobisStep) else self.step.metric is None
+        if fresh:
             self.step.init(trainer.model.embedding_dim, self.metric_dim, seed=self.seed)
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
