@@ -187,8 +187,20 @@ def test_partitions_labelled_rows_and_triplet_batches():
     spec = build_image_embedder("lenet_ssdml", embedding_dim=None).input_spec
     alg = SSDMLAlgorithm(Index(), spec, np.arange(120), labels, seed=0, labels_per_class=5, partition_size=30,
                          triplets_per_batch=7)
+    # L as each epoch ends is kept (the selected epoch's network is reported with its L), in the state too
+    alg.step.init(128, 4, seed=0)
+    alg.on_epoch_end(None, 1)
+    first = alg.L_at(1).clone()
+    alg.step.metric.L = torch.linalg.qr(torch.randn(128, 4, dtype=torch.float64))[0]
+    alg.on_epoch_end(None, 2)
+    assert torch.equal(alg.L_at(1), first) and not torch.equal(alg.L_at(2), first)
+    with pytest.raises(DmlReproError, match="no L recorded for epoch 3"):
+        alg.L_at(3)
     alg.partition = np.arange(40, 75)
     alg.triplets = np.random.default_rng(0).integers(0, 35, size=(30, 3))
+    restored = SSDMLAlgorithm(Index(), spec, np.arange(120), labels, seed=0, labels_per_class=5)
+    restored.load_state_dict(alg.state_dict())
+    assert torch.equal(restored.L_at(1), first) and torch.equal(restored.L_at(2), alg.L_at(2))
     plan = alg.plan(1)
     assert sorted(np.concatenate(plan).tolist()) == list(range(30)) and [len(b) for b in plan] == [7, 7, 7, 7, 2]
     assert all(np.array_equal(a, b) for a, b in zip(plan, alg.plan(1)))
@@ -239,6 +251,9 @@ def test_tables_show_ours_mean_std_the_papers_value_and_delta(hand_built, tmp_pa
     assert md.startswith("# Table 4") and "w/ orth" in md and "Initial: the network at its random" in md
     assert report.space_notes([{"retrieval_space": "after_L"}]) == [report.SPACE_NOTES["after_L"]]
     assert len(report.space_notes([{"retrieval_space": "after_L"}, {}])) == 2   # mixed spaces: both named
+    assert report.baseline_notes(runs) == ["Baseline rows marked 'not run' are not in this config: paper values only."]
+    some = report.baseline_notes(runs + [{"method": "deep_lrml"}])
+    assert len(some) == 2 and "Deep-LRML" in some[0] and "not tuned" in some[0]
 
 
 def test_claims_on_hand_built_metrics(hand_built):

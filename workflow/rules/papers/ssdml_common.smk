@@ -36,17 +36,23 @@ def ssdml_split_protocol(dataset):
 
 
 def ssdml_params(dataset, method):
-    """The run's JSON: the dataset's method settings with the method's own (orthogonal) on top."""
+    """The run's JSON: the dataset's method settings with the method's own (orthogonal, metric_step,
+    params) on top."""
     cfg = ssdml_cfg(dataset)
-    return {"method": {**cfg.get("method", {}), **SSDML["methods"][method]}, "model": cfg.get("model", {}),
-            "train": cfg["train"]}
+    own = {k: v for k, v in SSDML["methods"][method].items() if k != "datasets"}
+    return {"method": {**cfg.get("method", {}), **own}, "model": cfg.get("model", {}), "train": cfg["train"]}
+
+
+def ssdml_method_datasets(method):
+    return [d for d in SSDML["datasets"] if d in SSDML["methods"][method].get("datasets", SSDML["datasets"])]
 
 
 def ssdml_metrics():
     out = []
     for d in SSDML["datasets"]:
         out += [f"{SSDML_ROOT}/{d}/seed{s}/initial.json" for s in SSDML_SEEDS]
-        out += [f"{SSDML_ROOT}/{d}/seed{s}/{m}/metrics.json" for m in SSDML["methods"] for s in SSDML_SEEDS]
+        out += [f"{SSDML_ROOT}/{d}/seed{s}/{m}/metrics.json" for m in SSDML["methods"] for s in SSDML_SEEDS
+                if d in ssdml_method_datasets(m)]
     return out
 
 

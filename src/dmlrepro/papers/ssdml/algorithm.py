@@ -117,6 +117,7 @@ class SSDMLAlgorithm(Hook):
         self.batches_seen = 0                            # mini-batches since the start of training
         self.metric_steps = 0
         self.orthonormality_errors: list[float] = []     # ‖LᵀL − I‖ after each metric step (w/ orth)
+        self.epoch_L: dict[int, torch.Tensor] = {}       # L as each epoch ended (what its validation used)
 
     # ----------------------------------------------------------------- Hook
     def on_fit_start(self, trainer) -> None:
@@ -135,17 +136,28 @@ class SSDMLAlgorithm(Hook):
     def on_step_end(self, trainer, batch: Batch, loss: float) -> None:
         self.batches_seen += 1
 
+    def on_epoch_end(self, trainer, epoch: int) -> None:
+        self.epoch_L[int(epoch)] = self.L.detach().cpu().clone()
+
+    def L_at(self, epoch: int) -> torch.Tensor:
+        """L as epoch ``epoch`` ended (the metric the selected network was validated with)."""
+        if int(epoch) not in self.epoch_L:
+            raise DmlReproError(f"no L recorded for epoch {epoch}")
+        return self.epoch_L[int(epoch)]
+
     def state_dict(self) -> dict[str, Any]:
         return {"partition_number": self.partition_number, "partition": self.partition.copy(),
                 "triplets": self.triplets.copy(), "batches_seen": self.batches_seen,
                 "metric_steps": self.metric_steps, "metric": self.step.state_dict(),
-                "orthonormality_errors": list(self.orthonormality_errors)}
+                "orthonormality_errors": list(self.orthonormality_errors),
+                "epoch_L": {e: L.clone() for e, L in self.epoch_L.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.partition_number, self.partition = int(state["partition_number"]), np.asarray(state["partition"])
         self.triplets, self.batches_seen = np.asarray(state["triplets"]), int(state["batches_seen"])
         self.metric_steps = int(state["metric_steps"])
         self.orthonormality_errors = list(state["orthonormality_errors"])
+        self.epoch_L = {int(e): L.clone() for e, L in state.get("epoch_L", {}).items()}
         self.step.load_state_dict(state["metric"])
 
     # ----------------------------------------------------------------- partitions and plans

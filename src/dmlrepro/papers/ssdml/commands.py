@@ -33,7 +33,7 @@ def _tables(args: argparse.Namespace) -> None:
     from dmlrepro.papers.ssdml import claims, report
     from dmlrepro.reporting.claims import evaluate_claims, write_claims
     runs = report.load_runs(args.metrics)
-    notes = list(report.NOTES) + report.space_notes(runs) + list(args.note)
+    notes = list(report.NOTES) + report.space_notes(runs) + report.baseline_notes(runs) + list(args.note)
     report.write_table(report.table1(runs, args.datasets), args.table1_csv, args.table1_md,
                        "SSDML Table 1: comparison against the SSDML baselines", notes)
     report.write_table(report.table4(runs, args.datasets), args.table4_csv, args.table4_md,

@@ -168,9 +168,8 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
             metric_log.append(algorithm.L.clone())
         algorithm.update_metric = logged
     result = trainer.fit(after_epoch)
-    # the metric L at the selected epoch is not kept apart: report L as trained to the end, and the
-    # network of the selected epoch (retrieval before L does not read L)
-    L = algorithm.L.detach().cpu()
+    # the network of the selected epoch and L as that epoch ended (the pair its validation scored)
+    L = algorithm.L_at(result.best_epoch) if result.best_epoch else algorithm.L.detach().cpu()
     test = evaluate(model, index, split.test, space, L, recall_ks, seed, device)
     other = "after_L" if space == "before_L" else "before_L"
     test_other = evaluate(model, index, split.test, other, L, recall_ks, seed, device, metrics=("recall", "nmi"))
