@@ -395,3 +395,31 @@ def test_neighbourhood_batches_hold_anchors_and_their_neighbours():
     assert alg.partition_labels(np.array([0, 4, 20, 49])).tolist() == [*Index.labels[alg.labelled[[0, 4]]], -1, -1]
     with pytest.raises(DmlReproError, match="baseline's metric step"):
         BaselineAlgorithm(Index(), spec, np.arange(120), Index.labels, seed=0, labels_per_class=5)
+
+
+def test_softmax_pretraining_on_the_labelled_images_starts_runs_and_the_initial_row(mnist_split, shared_data,
+                                                                                     tmp_path):
+    """CIFAR-10's start: softmax on the seed's labelled images (L's place), used by the runs and by Initial."""
+    import hashlib
+
+    from dmlrepro.data.images import ImageSplit, load_image_dataset
+    from dmlrepro.papers.ssdml import run
+    from dmlrepro.papers.ssdml.algorithm import draw_labelled
+    from dmlrepro.training.loop import seed_everything
+    pre = {"epochs": 3, "batch_size": 10, "lr": 0.05}
+    train = {**TRAIN, "epochs": 1, "pretrain": pre}
+    out = run.train("mnist", shared_data, mnist_split / "split.json", "ours", METHOD, {"backbone": "lenet_ssdml"},
+                    train, 0, tmp_path / "r", (1, 2))
+    assert len(out["pretrain_loss"]) == 3 and out["pretrain_loss"][-1] < out["pretrain_loss"][0]
+    init = run.initial("mnist", shared_data, mnist_split / "split.json", {}, 0, tmp_path / "i.json", (1, 2),
+                       method_cfg=METHOD, train_cfg=train)
+    # the same pretraining by hand: the seed's labelled rows, the seed's initial weights
+    index, split = load_image_dataset("mnist", shared_data), ImageSplit.load(mnist_split / "split.json")
+    seed_everything(0)
+    model = run._build_model({})
+    plain = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+    labelled = draw_labelled(split.fit, index.labels[split.fit], TRAIN["labels_per_class"], 0)
+    assert np.array_equal(labelled, out["labelled_rows"])
+    run.pretrain_on_labelled(model, index, labelled, pre, 0, tmp_path / "by_hand")
+    digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+    assert init["weights_sha256"] == digest != plain

@@ -73,6 +73,8 @@ rule ssdml_initial:
         model=lambda w: json.dumps(ssdml_cfg(w.ssdml_dataset).get("model", {}), sort_keys=True),
         method=lambda w: json.dumps(ssdml_cfg(w.ssdml_dataset).get("method", {}), sort_keys=True),
         space=lambda w: ssdml_cfg(w.ssdml_dataset)["train"].get("retrieval_space", "after_L"),
+        train=lambda w: json.dumps({k: v for k, v in ssdml_cfg(w.ssdml_dataset)["train"].items()
+                                    if k in ("pretrain", "labels_per_class", "optimizer", "momentum")}, sort_keys=True),
         ks=lambda w: ssdml_ks(w.ssdml_dataset),
         device=lambda w: ssdml_device(w.ssdml_dataset),
     log:
@@ -84,7 +86,7 @@ rule ssdml_initial:
     shell:
         "OMP_NUM_THREADS=1 {params.cli} ssdml-initial --dataset {wildcards.ssdml_dataset} --raw-root resources/images"
         " --split {input.split} --seed {wildcards.ssdml_seed} --model {params.model:q} --method {params.method:q}"
-        " --retrieval-space {params.space}"
+        " --retrieval-space {params.space} --train {params.train:q}"
         " --recall-ks {params.ks} --device {params.device} --out {output} > {log} 2>&1"
 
 

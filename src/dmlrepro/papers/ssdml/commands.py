@@ -26,7 +26,7 @@ def _train(args: argparse.Namespace) -> None:
 def _initial(args: argparse.Namespace) -> None:
     from dmlrepro.papers.ssdml.run import initial
     initial(args.dataset, args.raw_root, args.split, _json(args.model), args.seed, args.out, args.recall_ks,
-            device=args.device, method_cfg=_json(args.method), space=args.retrieval_space)
+            device=args.device, method_cfg=_json(args.method), space=args.retrieval_space, train_cfg=_json(args.train))
 
 
 def _tables(args: argparse.Namespace) -> None:
@@ -76,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--model", required=True, help="JSON: the model config")
     s.add_argument("--method", default="{}", help="JSON: the method config (metric_dim: the initial L's l)")
     s.add_argument("--retrieval-space", default="after_L", choices=["after_L", "before_L"])
+    s.add_argument("--train", default="{}", help="JSON: the train config (pretrain, labels_per_class)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_initial)
 

@@ -69,6 +69,42 @@ def _build_model(model_cfg: dict[str, Any]):
     return build_image_embedder(model_cfg.get("backbone", "lenet_ssdml"), embedding_dim=None)
 
 
+class _LabelledSoftmax(torch.nn.Module):
+    """Cross-entropy of a linear softmax layer on the l2-normalised features (the layer L sits on)."""
+
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.classifier = torch.nn.Linear(int(dim), int(n_classes))
+
+    def forward(self, model, batch):
+        logits = self.classifier(model(batch.inputs))
+        return torch.nn.functional.cross_entropy(logits, batch.labels), logits.shape[0]
+
+
+def pretrain_on_labelled(model, index, labelled: np.ndarray, cfg: dict[str, Any], seed: int, out_dir: str | Path,
+                         device: str = "cpu") -> list[dict[str, Any]]:
+    """CIFAR-10's start (the paper: "pretrained on the labeled examples with softmax (replacing L) for 30
+    epochs"): softmax on the seed's labelled images only, a linear layer on the l2-normalised features
+    in L's place (dropped afterwards). ``cfg``: ``epochs`` (30), ``lr`` (1e-4), ``batch_size`` (100),
+    ``optimizer``/``momentum`` as the run's. Resumable (its own checkpoint under ``out_dir``)."""
+    from dmlrepro.training.images import ImageBatches, shuffled_plan
+    labelled = np.asarray(labelled)
+    classes, ids = np.unique(index.labels[labelled], return_inverse=True)
+    row_labels = np.full(len(index.labels), -1, np.int64)
+    row_labels[labelled] = ids
+    objective = _LabelledSoftmax(model.embedding_dim, len(classes))
+    optimizer = _optimizer(cfg, list(model.parameters()) + list(objective.parameters()))
+    batch_size = min(int(cfg.get("batch_size", 100)), len(labelled))
+    trainer = Trainer(model, objective, optimizer,
+                      plan=lambda e: shuffled_plan(labelled, batch_size=batch_size, seed=seed, epoch=e),
+                      load=ImageBatches(index, model.input_spec, None, labels=row_labels, device=device),
+                      epochs=int(cfg.get("epochs", 30)), checkpoint=Path(out_dir) / "pretrain" / "last.pt",
+                      signature=run_signature("ssdml-pretrain", cfg, seed, labelled.tolist()), device=device,
+                      name=f"ssdml pretrain seed {seed}")
+    trainer.fit()
+    return trainer.history
+
+
 def _embed(model, index, rows, space: str, L: torch.Tensor | None, device) -> np.ndarray:
     z = embed_rows(model, index, rows, model.input_spec, device=device)
     if space == "after_L":
@@ -129,6 +165,10 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         k=int(method_cfg.get("k", 10)), gamma=float(method_cfg.get("gamma", 0.99)),
         metric_every=int(train_cfg.get("metric_every", 1)), metric_step=step,
         metric_dim=int(method_cfg.get("metric_dim", 64)), device=device)
+    pretrain_history = None
+    if train_cfg.get("pretrain"):
+        pretrain_history = pretrain_on_labelled(model, index, algorithm.labelled, train_cfg["pretrain"], seed,
+                                                out_dir, device)
     if kind == "ssdml":
         objective = SSDMLObjective(algorithm, alpha_deg=alpha,
                                    batch_gradient=str(train_cfg.get("batch_gradient", "mean")))
@@ -181,6 +221,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
                "test_selected": None if best_test is None else {"epoch": best_test["epoch"],
                                                                 "recall@1": best_test["test_recall@1"]},
                "metric_steps": algorithm.metric_steps, "labelled_rows": algorithm.labelled.tolist(),
+               "pretrain_loss": None if pretrain_history is None else [r["loss"] for r in pretrain_history],
                "max_orthonormality_error": max(algorithm.orthonormality_errors, default=None)}
     with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
         torch.save({"state_dict": model.state_dict(), "L": L, "model_cfg": model_cfg, "method": method,
@@ -199,13 +240,20 @@ def initial_metric(model, method_cfg: dict[str, Any], seed: int) -> torch.Tensor
 
 def initial(dataset: str, raw_root: str | Path, split_path: str | Path, model_cfg: dict[str, Any], seed: int,
             out: str | Path, recall_ks: Sequence[int], device: str = "cpu", method_cfg: dict[str, Any] | None = None,
-            space: str = "after_L") -> dict[str, Any]:
-    """The Initial row: the seed's randomly initialised network and initial L (module docstring)."""
+            space: str = "after_L", train_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Initial row: the seed's initial network (random, or pretrained on its labelled images when
+    ``train_cfg.pretrain`` is set, as the runs start) and initial L (module docstring)."""
     if space not in RETRIEVAL_SPACES:
         raise DmlReproError(f"retrieval_space: '{space}' is not one of {', '.join(RETRIEVAL_SPACES)}")
     seed_everything(seed)
     index, split = load_run_inputs(dataset, raw_root, split_path)
     model = _build_model(model_cfg)
+    train_cfg = train_cfg or {}
+    if train_cfg.get("pretrain"):  # the very network the seed's runs start Algorithm 1 from
+        from dmlrepro.papers.ssdml.algorithm import draw_labelled
+        labelled = draw_labelled(split.fit, index.labels[split.fit], int(train_cfg.get("labels_per_class", 10)), seed)
+        pretrain_on_labelled(model, index, labelled, train_cfg["pretrain"], seed, Path(out).parent / f".{Path(out).stem}",
+                             device)
     L = initial_metric(model, method_cfg or {}, seed)
     test = evaluate(model, index, split.test, space, L, recall_ks, seed, device)
     other = "after_L" if space == "before_L" else "before_L"
