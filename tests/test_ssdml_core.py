@@ -310,3 +310,63 @@ def test_stiefel_metric_module():
     assert metric.last_costs[-1] <= metric.last_costs[0]
     with pytest.raises(DmlReproError, match="l <= d"):
         StiefelMetric(3, 4)
+
+
+# ------------------------------------------------------------------ the baselines' network step
+def _tiny_partition(seed=0, n=40, d=6):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 4
+    x = rng.normal(size=(n, d)) + 2.0 * np.eye(d)[y]
+    return x, y
+
+
+@pytest.mark.parametrize("name", ["lrml", "isdml", "apllr", "apit"])
+def test_linear_pair_loss_is_the_methods_objective_on_the_batch_pairs(name):
+    """Σ_{i<j∈B} C_ij δ²_M / Σ|C_ij| equals tr(M A_B) / mass with A_B the batch's pair scatter (M = LLᵀ)."""
+    import scipy.sparse as sp
+
+    from dmlrepro.losses.ssml_baselines import (linear_pair_loss, lrml_objective, pair_scatter,
+                                                partition_pair_weights)
+    x, y = _tiny_partition()
+    labelled = np.arange(12)
+    C = partition_pair_weights(name, x, labelled, y[labelled], k=4, gamma=0.9)
+    assert abs(C - C.T).max() < 1e-12 and np.allclose(C.diagonal(), 0)
+    if name in ("lrml", "isdml"):   # labelled pairs: +γ_S same class, −γ_D different, on top of the graph
+        assert C[0, 4] >= 1.0 and (C[:12, :12].toarray() < 0).any()
+    positions = np.array([0, 3, 4, 7, 12, 13, 20, 21, 22, 30])
+    g = np.random.default_rng(1)
+    L = torch.from_numpy(g.normal(size=(6, 3)))
+    xb = torch.from_numpy(x[positions])
+    loss, n_pairs = linear_pair_loss(xb @ L, C, positions)
+    sub = C[positions][:, positions].toarray()
+    M = (L @ L.T).numpy()
+    mass = np.abs(np.triu(sub, 1)).sum()
+    expected = lrml_objective(M, pair_scatter(x[positions], sub)) / mass
+    assert float(loss) == pytest.approx(expected, rel=1e-10)
+    # a naive double loop over the batch pairs
+    naive = sum(sub[a, b] * float(((x[positions[a]] - x[positions[b]]) @ L.numpy()) @
+                                  ((x[positions[a]] - x[positions[b]]) @ L.numpy()))
+                for a in range(10) for b in range(a + 1, 10))
+    assert float(loss) == pytest.approx(naive / mass, rel=1e-10) and n_pairs == np.count_nonzero(np.triu(sub, 1))
+    empty, none = linear_pair_loss(xb @ L, sp.csr_matrix((40, 40)), positions)
+    assert none == 0 and float(empty) == 0.0
+
+
+def test_seraph_pair_loss_is_eq1_on_the_batch_pairs():
+    from dmlrepro.losses.ssml_baselines import SeraphPairs, seraph_objective, seraph_pair_loss
+    x, y = _tiny_partition(n=16, d=5)
+    labels = np.where(np.arange(16) < 6, y, -1)
+    g = np.random.default_rng(2)
+    L = g.normal(size=(5, 5)) * 0.4
+    M = L @ L.T
+    pairs = SeraphPairs(x, np.arange(6), y[:6], mu=0.3)
+    value, _ = seraph_objective(M, pairs, eta=1.2, lam=0.0, gradient=False)
+    loss, n = seraph_pair_loss(torch.from_numpy(x @ L), labels, eta=1.2, mu=0.3)
+    assert n == 15 + 45 and float(loss) * n == pytest.approx(value, rel=1e-10)
+    # μ = None: #labelled pairs / #unlabelled pairs, SERAPH's auto rule
+    auto, _ = seraph_pair_loss(torch.from_numpy(x @ L), labels, eta=1.2)
+    v_auto, _ = seraph_objective(M, SeraphPairs(x, np.arange(6), y[:6]), eta=1.2, gradient=False)
+    assert float(auto) * 60 == pytest.approx(v_auto, rel=1e-10)
+    z = torch.from_numpy(x @ L).requires_grad_(True)
+    seraph_pair_loss(z, labels, eta=1.2, mu=0.3)[0].backward()
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0

@@ -79,7 +79,8 @@ def test_algorithm1_resumes_to_the_same_model_and_keeps_L_on_the_stiefel_manifol
     assert resumed["metric_steps"] == reference["metric_steps"]
     saved = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert set(saved["test"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "nmi", "f1", "map_at_r"}
-    assert set(saved["test_after_L"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "nmi"}
+    assert saved["retrieval_space"] == "after_L"  # the paper's embedding Lᵀz; before L recorded beside
+    assert set(saved["test_before_L"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "nmi"}
     assert len(saved["labelled_rows"]) == 30 and saved["test_selected"]["recall@1"] >= saved["test"]["recall@1"] - 1e-12
 
 
@@ -89,6 +90,23 @@ def test_without_orth_the_same_run_leaves_the_manifold(mnist_split, shared_data,
     out = _train(mnist_split, shared_data, tmp_path / "w", method={**METHOD, "orthogonal": False}, metric_log=steps)
     assert out["max_orthonormality_error"] is None and out["method"] == "ours_no_orth"
     assert orthonormality_error(steps[-1]) > 1e-3
+    # Figure 2's t-SNE inputs: the Initial model and the saved run, on a seeded subset of the test rows
+    from dmlrepro.papers.ssdml import figure2, run
+    model = tmp_path / "w" / "model.pt"
+    emb, labels = figure2.test_embeddings("mnist", shared_data, mnist_split / "split.json",
+                                          {"ours_no_orth": model}, {}, METHOD, 0, points=20)
+    assert set(emb) == {"initial", "ours_no_orth"} and labels.shape == (20,)
+    assert emb["initial"].shape == emb["ours_no_orth"].shape == (20, 8)
+    assert not np.allclose(emb["initial"], emb["ours_no_orth"])
+    # the run's network with its final L (L unconstrained here: not the Initial's orthonormal one)
+    from dmlrepro.data.images import ImageSplit, load_image_dataset
+    saved = torch.load(model, weights_only=False)
+    net = run._build_model({})
+    net.load_state_dict(saved["state_dict"])
+    split = ImageSplit.load(mnist_split / "split.json")
+    rows = np.sort(np.random.default_rng(np.random.SeedSequence([0, 2])).choice(split.test, 20, replace=False))
+    direct = run._embed(net, load_image_dataset("mnist", shared_data), rows, "after_L", saved["L"], "cpu")
+    assert np.allclose(direct, emb["ours_no_orth"], atol=1e-5)
 
 
 def test_initial_row_is_the_seeds_untrained_network(mnist_split, shared_data, tmp_path):
@@ -102,6 +120,47 @@ def test_initial_row_is_the_seeds_untrained_network(mnist_split, shared_data, tm
     digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in fresh.state_dict().values())).hexdigest()
     assert out["weights_sha256"] == digest and out["method"] == "initial"
     assert 0 < out["test"]["recall@1"] <= 1 and set(out["test"]) >= {"recall@1", "recall@2", "nmi"}
+    # after the seed's initial L (the Stiefel point its runs start from), before L recorded beside
+    from dmlrepro.losses.stiefel_metric import initial_stiefel_point
+    assert out["retrieval_space"] == "after_L" and set(out["test_before_L"]) >= {"recall@1", "nmi"}
+    L0 = run.initial_metric(fresh, {"metric_dim": 8}, 5)
+    assert torch.equal(L0, initial_stiefel_point(128, 8, "random", 5))
+    same = run.initial("mnist", shared_data, mnist_split / "split.json", {}, 0, tmp_path / "j.json", (1, 2),
+                       space="before_L")
+    assert same["test"]["recall@1"] == out["test_before_L"]["recall@1"]
+
+
+def test_network_step_gradient_is_the_batch_sum_over_the_triplet_count():
+    """``batch_gradient: mean`` (MatConvNet's 1/batch-size) is the ``sum`` gradient divided by T_b."""
+    from dmlrepro.losses.ssdml import ssdml_angular_loss
+    from dmlrepro.papers.ssdml.algorithm import SSDMLObjective
+    from dmlrepro.training.loop import Batch
+
+    class Fixed:  # an algorithm stub: a fixed orthonormal L, no metric step due
+        step = type("S", (), {"project": staticmethod(lambda z: z @ L)})()
+
+        @staticmethod
+        def metric_step_due():
+            return False
+
+    g = torch.Generator().manual_seed(0)
+    L = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))[0][:, :3]
+    net = torch.nn.Linear(5, 6).double()
+    x = torch.randn(8, 5, generator=g, dtype=torch.float64)
+    triplets = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 7, 0], [1, 3, 5], [2, 4, 6]])
+    batch = Batch(x, None, np.arange(8), {"triplets": triplets})
+    grads = {}
+    for mode in ("mean", "sum"):
+        net.zero_grad()
+        loss, n = SSDMLObjective(Fixed(), alpha_deg=40, batch_gradient=mode)(net, batch)
+        loss.backward()
+        grads[mode] = net.weight.grad.clone()
+        assert n == 5
+    naive = ssdml_angular_loss(net(x), triplets, L, 40.0, reduction="sum")
+    assert float(SSDMLObjective(Fixed(), batch_gradient="sum")(net, batch)[0].detach()) == pytest.approx(float(naive.detach()))
+    assert torch.allclose(grads["mean"] * 5, grads["sum"])
+    with pytest.raises(DmlReproError, match="batch_gradient"):
+        SSDMLObjective(Fixed(), batch_gradient="median")
 
 
 def test_partitions_labelled_rows_and_triplet_batches():
@@ -128,8 +187,20 @@ def test_partitions_labelled_rows_and_triplet_batches():
     spec = build_image_embedder("lenet_ssdml", embedding_dim=None).input_spec
     alg = SSDMLAlgorithm(Index(), spec, np.arange(120), labels, seed=0, labels_per_class=5, partition_size=30,
                          triplets_per_batch=7)
+    # L as each epoch ends is kept (the selected epoch's network is reported with its L), in the state too
+    alg.step.init(128, 4, seed=0)
+    alg.on_epoch_end(None, 1)
+    first = alg.L_at(1).clone()
+    alg.step.metric.L = torch.linalg.qr(torch.randn(128, 4, dtype=torch.float64))[0]
+    alg.on_epoch_end(None, 2)
+    assert torch.equal(alg.L_at(1), first) and not torch.equal(alg.L_at(2), first)
+    with pytest.raises(DmlReproError, match="no L recorded for epoch 3"):
+        alg.L_at(3)
     alg.partition = np.arange(40, 75)
     alg.triplets = np.random.default_rng(0).integers(0, 35, size=(30, 3))
+    restored = SSDMLAlgorithm(Index(), spec, np.arange(120), labels, seed=0, labels_per_class=5)
+    restored.load_state_dict(alg.state_dict())
+    assert torch.equal(restored.L_at(1), first) and torch.equal(restored.L_at(2), alg.L_at(2))
     plan = alg.plan(1)
     assert sorted(np.concatenate(plan).tolist()) == list(range(30)) and [len(b) for b in plan] == [7, 7, 7, 7, 2]
     assert all(np.array_equal(a, b) for a, b in zip(plan, alg.plan(1)))
@@ -178,6 +249,11 @@ def test_tables_show_ours_mean_std_the_papers_value_and_delta(hand_built, tmp_pa
     report.write_table(t4, tmp_path / "t4.csv", tmp_path / "t4.md", "Table 4", report.NOTES)
     md = (tmp_path / "t4.md").read_text()
     assert md.startswith("# Table 4") and "w/ orth" in md and "Initial: the network at its random" in md
+    assert report.space_notes([{"retrieval_space": "after_L"}]) == [report.SPACE_NOTES["after_L"]]
+    assert len(report.space_notes([{"retrieval_space": "after_L"}, {}])) == 2   # mixed spaces: both named
+    assert report.baseline_notes(runs) == ["Baseline rows marked 'not run' are not in this config: paper values only."]
+    some = report.baseline_notes(runs + [{"method": "deep_lrml"}])
+    assert len(some) == 2 and "Deep-LRML" in some[0] and "not tuned" in some[0]
 
 
 def test_claims_on_hand_built_metrics(hand_built):
@@ -231,3 +307,119 @@ def test_paper_values_equal_targets_md():
     # Table 4's w/ orth rows are Table 1's Ours
     assert PAPER_TABLE4["ours"] == PAPER_TABLE1["ours"]
     assert re.search(r"Deep-LRML \| 48\.3", t1)
+
+
+def test_figure2_reads_histories_and_alpha_runs_and_draws(tmp_path):
+    import pandas as pd
+
+    from dmlrepro.papers.ssdml import figure2
+    paths = []
+    for seed, (l1, v1) in enumerate(((0.6, 0.90), (0.4, 0.92))):
+        p = tmp_path / f"h{seed}.csv"
+        pd.DataFrame({"epoch": [1, 2], "loss": [l1, l1 / 2], "n_terms": [5, 5], "val_recall@1": [v1, v1 + 0.01],
+                      "seconds": [1.0, 1.0]}).to_csv(p, index=False)
+        paths.append(p)
+    conv = figure2.read_histories(paths)
+    assert conv["loss_mean"].tolist() == pytest.approx([0.5, 0.25])
+    assert conv["val_recall@1_mean"].tolist() == pytest.approx([0.91, 0.92])
+    assert conv["loss_std"].iloc[0] == pytest.approx(np.std([0.6, 0.4], ddof=1)) and conv["loss_count"].iloc[0] == 2
+    (tmp_path / "bad.csv").write_text("epoch,loss\n1,0.5\n")
+    with pytest.raises(DmlReproError, match="val_recall@1"):
+        figure2.read_histories([tmp_path / "bad.csv"])
+    alphas = []
+    for a, r1 in ((45, 0.91), (30, 0.88)):
+        p = tmp_path / f"a{a}.json"
+        p.write_text(json.dumps({"alpha_deg": a, "test": {"recall@1": r1, "nmi": 0.4}}))
+        alphas.append(p)
+    table = figure2.read_alpha_runs(alphas)
+    assert table["alpha"].tolist() == [30.0, 45.0] and table["R@1"].tolist() == pytest.approx([88.0, 91.0])
+    (tmp_path / "x.json").write_text(json.dumps({"test": {}}))
+    with pytest.raises(DmlReproError, match="alpha_deg"):
+        figure2.read_alpha_runs([tmp_path / "x.json"])
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 10)
+    emb = {k: rng.normal(size=(30, 4)) + labels[:, None] for k, _ in figure2.PANELS}
+    out = figure2.plot_figure2(tmp_path / "fig2.png", {"ours": conv, "ours_no_orth": conv}, table, emb, labels,
+                               seed=0, dataset_label="MNIST", paper_alpha=40)
+    assert out["png"].stat().st_size > 1000 and out["pdf"].is_file()
+    with pytest.raises(DmlReproError, match="t-SNE: no embeddings for 'initial'"):
+        figure2.plot_figure2(tmp_path / "f.png", {"ours": conv}, table, {"ours": emb["ours"]}, labels, 0, "MNIST")
+
+
+@pytest.mark.parametrize("kind", ["lrml", "seraph", "apllr"])
+def test_baselines_train_through_algorithm1_and_resume(kind, mnist_split, shared_data, tmp_path):
+    """A baseline's run: its metric step once per partition (M PSD, moved from the start), SGD on its pair
+    objective in neighbourhood batches; killed after epoch 1 it resumes to the same network."""
+    from dmlrepro.papers.ssdml import run
+    method = {"metric_step": kind, "k": 4, "gamma": 0.99, "metric_dim": 8,
+              "params": {"max_unlabelled": 30} if kind == "seraph" else {}}
+
+    def go(out, **kw):
+        return run.train("mnist", shared_data, mnist_split / "split.json", f"deep_{kind}", method,
+                         {"backbone": "lenet_ssdml"}, TRAIN, 0, out, (1, 2), **kw)
+
+    ref = go(tmp_path / "a")
+    assert ref["metric_steps"] == 2 and ref["method"] == f"deep_{kind}"   # one per partition, 2 epochs
+    history = (tmp_path / "a" / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and all(float(r.split(",")[2]) > 0 for r in history[1:])   # pairs every epoch
+    with pytest.raises(Killed):
+        go(tmp_path / "b", after_epoch=lambda e: (_ for _ in ()).throw(Killed()))
+    again = go(tmp_path / "b")
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "model.pt", weights_only=False)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert torch.allclose(a["L"], b["L"]) and a["L"].shape == (128, 8) and again["test"] == pytest.approx(ref["test"])
+
+
+def test_neighbourhood_batches_hold_anchors_and_their_neighbours():
+    from dmlrepro.losses.ssml_baselines import LRMLStep
+    from dmlrepro.models.images import build_image_embedder
+    from dmlrepro.papers.ssdml.algorithm import BaselineAlgorithm, NeighbourhoodBatches
+
+    class Index:
+        array = np.arange(120 * 28 * 28, dtype=np.uint8).reshape(120, 28, 28) % 251
+        labels = np.repeat(np.arange(4), 30)
+
+    spec = build_image_embedder("lenet_ssdml", embedding_dim=None).input_spec
+    alg = BaselineAlgorithm(Index(), spec, np.arange(120), Index.labels, seed=0, labels_per_class=5,
+                            partition_size=30, triplets_per_batch=10, k=4, metric_step=LRMLStep())
+    assert alg.anchors_per_batch == 5 and not alg.metric_step_due()
+    alg.partition = np.arange(40, 90)
+    alg.neighbours = np.random.default_rng(0).integers(0, 50, size=(50, 4))
+    plan = alg.plan(1)
+    assert sorted(np.concatenate(plan).tolist()) == list(range(50)) and len(plan) == 10   # each point once
+    for anchors, batch in zip(plan, NeighbourhoodBatches(alg)(plan)):
+        pos = batch.extras["positions"]
+        assert set(pos) == set(anchors) | set(alg.neighbours[anchors].ravel()) and len(pos) == len(set(pos))
+        assert np.array_equal(batch.index, alg.partition[pos])
+    assert alg.partition_labels(np.array([0, 4, 20, 49])).tolist() == [*Index.labels[alg.labelled[[0, 4]]], -1, -1]
+    with pytest.raises(DmlReproError, match="baseline's metric step"):
+        BaselineAlgorithm(Index(), spec, np.arange(120), Index.labels, seed=0, labels_per_class=5)
+
+
+def test_softmax_pretraining_on_the_labelled_images_starts_runs_and_the_initial_row(mnist_split, shared_data,
+                                                                                     tmp_path):
+    """CIFAR-10's start: softmax on the seed's labelled images (L's place), used by the runs and by Initial."""
+    import hashlib
+
+    from dmlrepro.data.images import ImageSplit, load_image_dataset
+    from dmlrepro.papers.ssdml import run
+    from dmlrepro.papers.ssdml.algorithm import draw_labelled
+    from dmlrepro.training.loop import seed_everything
+    pre = {"epochs": 3, "batch_size": 10, "lr": 0.05}
+    train = {**TRAIN, "epochs": 1, "pretrain": pre}
+    out = run.train("mnist", shared_data, mnist_split / "split.json", "ours", METHOD, {"backbone": "lenet_ssdml"},
+                    train, 0, tmp_path / "r", (1, 2))
+    assert len(out["pretrain_loss"]) == 3 and out["pretrain_loss"][-1] < out["pretrain_loss"][0]
+    init = run.initial("mnist", shared_data, mnist_split / "split.json", {}, 0, tmp_path / "i.json", (1, 2),
+                       method_cfg=METHOD, train_cfg=train)
+    # the same pretraining by hand: the seed's labelled rows, the seed's initial weights
+    index, split = load_image_dataset("mnist", shared_data), ImageSplit.load(mnist_split / "split.json")
+    seed_everything(0)
+    model = run._build_model({})
+    plain = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+    labelled = draw_labelled(split.fit, index.labels[split.fit], TRAIN["labels_per_class"], 0)
+    assert np.array_equal(labelled, out["labelled_rows"])
+    run.pretrain_on_labelled(model, index, labelled, pre, 0, tmp_path / "by_hand")
+    digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+    assert init["weights_sha256"] == digest != plain

@@ -78,8 +78,12 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
     ssdml = papers.get("ssdml")
     if ssdml:
         runs = len(ssdml["datasets"]) * len(ssdml["seeds"])
+        scoped = sum(len([d for d in ssdml["datasets"] if d in m.get("datasets", ssdml["datasets"])])
+                     for m in ssdml["methods"].values())  # a method may name its datasets
         counts |= {"ssdml_split": len(ssdml["datasets"]), "ssdml_initial": runs,
-                   "ssdml_train": runs * len(ssdml["methods"]), "ssdml_tables": 1}
+                   "ssdml_train": scoped * len(ssdml["seeds"]), "ssdml_tables": 1}
+        if ssdml.get("figure2"):  # one alpha run per alpha (one seed), one figure
+            counts |= {"ssdml_alpha": len(ssdml["figure2"].get("alphas", range(30, 65, 5))), "ssdml_figure2": 1}
         sources |= set(ssdml["datasets"])
     uv = papers.get("unified_view")
     if uv:

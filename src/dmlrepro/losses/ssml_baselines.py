@@ -755,3 +755,99 @@ def make_metric_step(name: str, **params) -> MetricStep:
     if name not in METRIC_STEPS:
         raise DmlReproError(f"unknown metric step '{name}' ({' | '.join(METRIC_STEPS)})")
     return METRIC_STEPS[name](**params)
+
+
+# --------------------------------------------------------------------------------------------
+# the baselines' network step (Algorithm 1's "fix M_t, learn θ_z by SGD")
+# --------------------------------------------------------------------------------------------
+#
+# With M fixed, each baseline's objective is a function of the features through the pair distances
+# δ²_M(z_i, z_j) = ‖Lᵀ(z_i − z_j)‖² (L the rank-l factor the step projects with):
+#
+# * Deep-LRML, Deep-ISDML: tr(M A) = Σ_{i<j} C_ij δ²_M(z_i, z_j) with C = γ_S on similar labelled
+#   pairs, −γ_D on dissimilar ones, plus the graph affinity W_ij (binary / density-scaled kNN);
+# * Deep-APLLR, Deep-APIT: λ tr(M Zᵀ𝓛_W Z) (D_ld(M, M_0) does not depend on θ), C = λ W / Σ_{i<j}|W_ij|
+#   with W SSDML's symmetrised propagated affinity. DECISION: on the kNN edges only (``support="graph"``)
+#   for the network step: the dense n × n W of the metric step is 0.7 GB at the paper's 9,100-image
+#   partitions, and a mini-batch holds few non-edge pairs anyway;
+# * Deep-SERAPH: Eq. 1's pair terms, Σ_{labelled} softplus(y_ij(δ² − η)) + μ Σ_{unlabelled} H(p_ij).
+#
+# On a mini-batch the sums run over the pairs of its rows (both ends in the batch), and, as for SSDML's
+# network step (the MatConvNet convention), the loss is divided by the batch's weight mass (Σ|C_ij| of
+# its pairs, or its number of SERAPH pairs) so that lr is a per-pair rate.
+
+LINEAR_PAIR_BASELINES = ("lrml", "isdml", "apllr", "apit")
+
+
+def partition_pair_weights(name: str, features, labelled_rows, labels, k: int = 10, gamma: float = 0.99,
+                           gamma_s: float = 1.0, gamma_d: float = 1.0, lam: float = 1.0) -> sp.csr_matrix:
+    """C (n × n, symmetric, zero diagonal) with the baseline's θ-objective ``Σ_{i<j} C_ij δ²_M(z_i, z_j)``
+    on one partition's features (``name`` in :data:`LINEAR_PAIR_BASELINES`)."""
+    x = _features64(features)
+    n = x.shape[0]
+    rows, y = _labelled(labelled_rows, labels, n)
+    if name in ("lrml", "isdml"):
+        graph = knn_adjacency(x, int(k)) if name == "lrml" else density_scaled_adjacency(x, int(k))
+        same = np.where(y[:, None] == y[None, :], _check_positive("gamma_s", gamma_s, True),
+                        -_check_positive("gamma_d", gamma_d, True))
+        r, c = np.meshgrid(rows, rows, indexing="ij")
+        off = r != c
+        labelled = sp.csr_matrix((same[off], (r[off], c[off])), shape=(n, n))
+        weights = graph + labelled
+    elif name in ("apllr", "apit"):
+        q = _graph_from_neighbours(knn_neighbours(x, int(k)))
+        on_edges = propagated_affinity_on_graph(q, initial_affinity(n, rows, y), gamma)
+        w = 0.5 * (on_edges + on_edges.T)
+        w = w - sp.diags(w.diagonal())
+        mass = 0.5 * float(abs(w).sum())
+        weights = _check_positive("lam", lam, True) * w / (mass if mass > 0 else 1.0)
+    else:
+        raise DmlReproError(f"'{name}' has no linear pair objective ({' | '.join(LINEAR_PAIR_BASELINES)})")
+    weights = sp.csr_matrix(weights)
+    weights.eliminate_zeros()
+    return weights
+
+
+def _batch_pairs(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    i, j = torch.triu_indices(n, n, offset=1)
+    return i, j
+
+
+def linear_pair_loss(projected: torch.Tensor, weights: sp.spmatrix, positions) -> tuple[torch.Tensor, int]:
+    """``Σ_{i<j} C_ij ‖p_i − p_j‖² / Σ_{i<j} |C_ij|`` over the batch's pairs (``positions``: the
+    batch rows' indices into C, each once; ``projected``: their ``Lᵀz``). Returns (loss, #pairs)."""
+    positions = np.asarray(positions)
+    sub = sp.triu(sp.csr_matrix(weights)[positions][:, positions], k=1).tocoo()
+    if sub.nnz == 0:
+        return projected.sum() * 0.0, 0
+    i = torch.as_tensor(sub.row, dtype=torch.long, device=projected.device)
+    j = torch.as_tensor(sub.col, dtype=torch.long, device=projected.device)
+    c = torch.as_tensor(sub.data, dtype=projected.dtype, device=projected.device)
+    d2 = (projected[i] - projected[j]).pow(2).sum(-1)
+    return (c * d2).sum() / c.abs().sum(), int(sub.nnz)
+
+
+def seraph_pair_loss(projected: torch.Tensor, labels, eta: float = 1.0,
+                     mu: float | None = None) -> tuple[torch.Tensor, int]:
+    """Eq. 1's pair terms on a batch, divided by its number of pairs: labelled pairs
+    ``softplus(y_ij(δ² − η))`` (−log p(y)), unlabelled pairs ``μ H(σ(η − δ²))``; ``labels`` −1 for the
+    unlabelled rows; μ ``None``: #labelled pairs / #unlabelled pairs of the batch (SERAPH's auto rule)."""
+    y = torch.as_tensor(np.asarray(labels), device=projected.device)
+    i, j = _batch_pairs(len(y))
+    i, j = i.to(projected.device), j.to(projected.device)
+    d2 = (projected[i] - projected[j]).pow(2).sum(-1)
+    lab = (y[i] >= 0) & (y[j] >= 0)
+    unl = (y[i] < 0) & (y[j] < 0)
+    n_l, n_u = int(lab.sum()), int(unl.sum())
+    if n_l + n_u == 0:
+        return projected.sum() * 0.0, 0
+    sign = torch.where(y[i] == y[j], 1.0, -1.0).to(projected.dtype)
+    loss = torch.nn.functional.softplus(sign[lab] * (d2[lab] - eta)).sum()
+    if mu is None:
+        mu = n_l / n_u if n_u else 0.0
+    if mu > 0 and n_u:
+        t = eta - d2[unl]
+        p = torch.sigmoid(t)
+        entropy = p * torch.nn.functional.softplus(-t) + (1 - p) * torch.nn.functional.softplus(t)
+        loss = loss + mu * entropy.sum()
+    return loss / (n_l + n_u), n_l + n_u

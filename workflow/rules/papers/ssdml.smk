@@ -9,6 +9,7 @@ wildcard_constraints:
     ssdml_dataset="|".join(SSDML["datasets"]),
     ssdml_method="|".join(SSDML["methods"]),
     ssdml_seed=r"\d+",
+    ssdml_alpha=r"\d+(\.\d+)?",
 
 
 rule ssdml_split:
@@ -70,6 +71,10 @@ rule ssdml_initial:
     params:
         cli=DMLREPRO,
         model=lambda w: json.dumps(ssdml_cfg(w.ssdml_dataset).get("model", {}), sort_keys=True),
+        method=lambda w: json.dumps(ssdml_cfg(w.ssdml_dataset).get("method", {}), sort_keys=True),
+        space=lambda w: ssdml_cfg(w.ssdml_dataset)["train"].get("retrieval_space", "after_L"),
+        train=lambda w: json.dumps({k: v for k, v in ssdml_cfg(w.ssdml_dataset)["train"].items()
+                                    if k in ("pretrain", "labels_per_class", "optimizer", "momentum")}, sort_keys=True),
         ks=lambda w: ssdml_ks(w.ssdml_dataset),
         device=lambda w: ssdml_device(w.ssdml_dataset),
     log:
@@ -80,7 +85,8 @@ rule ssdml_initial:
         "../../envs/train.yaml"
     shell:
         "OMP_NUM_THREADS=1 {params.cli} ssdml-initial --dataset {wildcards.ssdml_dataset} --raw-root resources/images"
-        " --split {input.split} --seed {wildcards.ssdml_seed} --model {params.model:q}"
+        " --split {input.split} --seed {wildcards.ssdml_seed} --model {params.model:q} --method {params.method:q}"
+        " --retrieval-space {params.space} --train {params.train:q}"
         " --recall-ks {params.ks} --device {params.device} --out {output} > {log} 2>&1"
 
 
@@ -107,6 +113,74 @@ rule ssdml_tables:
         " --table1-csv {output.table1_csv} --table1-md {output.table1_md}"
         " --table4-csv {output.table4_csv} --table4-md {output.table4_md}"
         " --claims-csv {output.claims_csv} --claims-md {output.claims_md} > {log} 2>&1"
+
+
+rule ssdml_alpha:
+    input:
+        raw=lambda w: ssdml_raw(w.ssdml_dataset),
+        split=f"{SSDML_ROOT}/{{ssdml_dataset}}/splits/seed{{ssdml_seed}}.json",
+    output:
+        metrics=f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/alpha/{{ssdml_alpha}}/metrics.json",
+        history=f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/alpha/{{ssdml_alpha}}/history.csv",
+    params:
+        cli=DMLREPRO,
+        cfg=lambda w: json.dumps(ssdml_alpha_params(w.ssdml_dataset, w.ssdml_alpha), sort_keys=True),
+        ks=lambda w: ssdml_ks(w.ssdml_dataset),
+        device=lambda w: ssdml_device(w.ssdml_dataset),
+        out_dir=subpath(output.metrics, parent=True),
+    log:
+        f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/alpha/{{ssdml_alpha}}.log",
+    benchmark:
+        f"benchmarks/logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/alpha/{{ssdml_alpha}}.tsv"
+    threads: lambda w: ssdml_resource(w.ssdml_dataset, "cpus", 1)
+    resources:
+        gpu=lambda w: int(ssdml_device(w.ssdml_dataset) != "cpu"),
+        mem_mb=lambda w: ssdml_resource(w.ssdml_dataset, "mem_mb", 8000),
+        runtime=lambda w: ssdml_resource(w.ssdml_dataset, "runtime", 240),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} ssdml-train --dataset {wildcards.ssdml_dataset}"
+        " --raw-root resources/images --split {input.split} --seed {wildcards.ssdml_seed}"
+        " --method ours --params {params.cfg:q} --recall-ks {params.ks}"
+        " --device {params.device} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+if ssdml_figure2():
+    _FIG2 = ssdml_figure2()
+
+    rule ssdml_figure2:
+        input:
+            raw=ssdml_raw(_FIG2["dataset"]),
+            split=f"{SSDML_ROOT}/{_FIG2['dataset']}/splits/seed{_FIG2['seed']}.json",
+            ours=[ssdml_run_file(_FIG2["dataset"], s, "ours", "history.csv") for s in SSDML_SEEDS],
+            no_orth=[ssdml_run_file(_FIG2["dataset"], s, "ours_no_orth", "history.csv") for s in SSDML_SEEDS],
+            model_ours=ssdml_run_file(_FIG2["dataset"], _FIG2["seed"], "ours", "model.pt"),
+            model_no_orth=ssdml_run_file(_FIG2["dataset"], _FIG2["seed"], "ours_no_orth", "model.pt"),
+            alpha=ssdml_alpha_metrics(),
+        output:
+            png=report(f"{SSDML_ROOT}/figures/figure2.png", category="SSDML", caption="../../report/ssdml.rst"),
+            pdf=f"{SSDML_ROOT}/figures/figure2.pdf",
+        params:
+            cli=DMLREPRO,
+            dataset=_FIG2["dataset"],
+            seed=_FIG2["seed"],
+            model=json.dumps(ssdml_cfg(_FIG2["dataset"]).get("model", {}), sort_keys=True),
+            method=json.dumps(ssdml_cfg(_FIG2["dataset"]).get("method", {}), sort_keys=True),
+            space=ssdml_cfg(_FIG2["dataset"])["train"].get("retrieval_space", "after_L"),
+            points=_FIG2["tsne_points"],
+            paper_alpha=ssdml_cfg(_FIG2["dataset"]).get("method", {}).get("alpha_deg", 40),
+        log:
+            f"logs/{SSDML_ROOT}/figure2.log",
+        conda:
+            "../../envs/report.yaml"
+        shell:
+            "OMP_NUM_THREADS=1 {params.cli} ssdml-figure2 --dataset {params.dataset} --raw-root resources/images"
+            " --split {input.split} --seed {params.seed} --histories-ours {input.ours}"
+            " --histories-no-orth {input.no_orth} --alpha-metrics {input.alpha} --model-ours {input.model_ours}"
+            " --model-no-orth {input.model_no_orth} --model {params.model:q} --method {params.method:q}"
+            " --retrieval-space {params.space} --points {params.points} --paper-alpha {params.paper_alpha}"
+            " --out {output.png} > {log} 2>&1"
 
 
 PAPER_TARGETS += ssdml_targets()

@@ -36,19 +36,53 @@ def ssdml_split_protocol(dataset):
 
 
 def ssdml_params(dataset, method):
-    """The run's JSON: the dataset's method settings with the method's own (orthogonal) on top."""
+    """The run's JSON: the dataset's method settings with the method's own (orthogonal, metric_step,
+    params) on top."""
     cfg = ssdml_cfg(dataset)
-    return {"method": {**cfg.get("method", {}), **SSDML["methods"][method]}, "model": cfg.get("model", {}),
-            "train": cfg["train"]}
+    own = {k: v for k, v in SSDML["methods"][method].items() if k != "datasets"}
+    return {"method": {**cfg.get("method", {}), **own}, "model": cfg.get("model", {}), "train": cfg["train"]}
+
+
+def ssdml_method_datasets(method):
+    return [d for d in SSDML["datasets"] if d in SSDML["methods"][method].get("datasets", SSDML["datasets"])]
 
 
 def ssdml_metrics():
     out = []
     for d in SSDML["datasets"]:
         out += [f"{SSDML_ROOT}/{d}/seed{s}/initial.json" for s in SSDML_SEEDS]
-        out += [f"{SSDML_ROOT}/{d}/seed{s}/{m}/metrics.json" for m in SSDML["methods"] for s in SSDML_SEEDS]
+        out += [f"{SSDML_ROOT}/{d}/seed{s}/{m}/metrics.json" for m in SSDML["methods"] for s in SSDML_SEEDS
+                if d in ssdml_method_datasets(m)]
     return out
 
 
+def ssdml_run_file(dataset, seed, method, name):
+    return f"{SSDML_ROOT}/{dataset}/seed{seed}/{method}/{name}"
+
+
+def ssdml_figure2():
+    """papers.ssdml.figure2 (absent: no Figure 2), with its defaults."""
+    fig = SSDML.get("figure2")
+    if not fig:
+        return None
+    return {"alphas": list(range(30, 65, 5)), "train": {}, "tsne_points": 2000, **fig}
+
+
+def ssdml_alpha_params(dataset, alpha):
+    """An α run: Table 1's w/ orth settings with α replaced and figure2.train on top of the schedule."""
+    params = ssdml_params(dataset, "ours")
+    params["method"]["alpha_deg"] = float(alpha)
+    params["train"] = {**params["train"], **ssdml_figure2()["train"]}
+    return params
+
+
+def ssdml_alpha_metrics():
+    fig = ssdml_figure2()
+    return [f"{SSDML_ROOT}/{fig['dataset']}/seed{fig['seed']}/alpha/{a:g}/metrics.json" for a in fig["alphas"]]
+
+
 def ssdml_targets():
-    return [f"{SSDML_ROOT}/tables/{name}.md" for name in ("table1", "table4", "claims")]
+    out = [f"{SSDML_ROOT}/tables/{name}.md" for name in ("table1", "table4", "claims")]
+    if ssdml_figure2():
+        out.append(f"{SSDML_ROOT}/figures/figure2.png")
+    return out

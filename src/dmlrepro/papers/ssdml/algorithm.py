@@ -49,6 +49,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from pytorch_metric_learning.reducers import MeanReducer, SumReducer
 from torch import nn
 
 from dmlrepro import DmlReproError
@@ -59,6 +60,8 @@ from dmlrepro.training.images import array_batch, embed_rows
 from dmlrepro.training.loop import Batch, Hook, Objective
 
 log = logging.getLogger(__name__)
+
+BATCH_GRADIENTS = ("mean", "sum")
 
 
 def _generator(seed: int, *tags: int | str) -> np.random.Generator:
@@ -114,10 +117,15 @@ class SSDMLAlgorithm(Hook):
         self.batches_seen = 0                            # mini-batches since the start of training
         self.metric_steps = 0
         self.orthonormality_errors: list[float] = []     # ‖LᵀL − I‖ after each metric step (w/ orth)
+        self.epoch_L: dict[int, torch.Tensor] = {}       # L as each epoch ended (what its validation used)
 
     # ----------------------------------------------------------------- Hook
     def on_fit_start(self, trainer) -> None:
-        if getattr(self.step, "metric", None) is None:
+        # a resumed run has loaded its metric state already: initialise only a fresh step
+        # (SSDMLStep holds ``metric``, the baselines' steps ``M``)
+        from dmlrepro.losses.ssml_baselines import MahalanobisStep
+        fresh = self.step.M is None if isinstance(self.step, MahalanobisStep) else self.step.metric is None
+        if fresh:
             self.step.init(trainer.model.embedding_dim, self.metric_dim, seed=self.seed)
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
@@ -128,17 +136,28 @@ class SSDMLAlgorithm(Hook):
     def on_step_end(self, trainer, batch: Batch, loss: float) -> None:
         self.batches_seen += 1
 
+    def on_epoch_end(self, trainer, epoch: int) -> None:
+        self.epoch_L[int(epoch)] = self.L.detach().cpu().clone()
+
+    def L_at(self, epoch: int) -> torch.Tensor:
+        """L as epoch ``epoch`` ended (the metric the selected network was validated with)."""
+        if int(epoch) not in self.epoch_L:
+            raise DmlReproError(f"no L recorded for epoch {epoch}")
+        return self.epoch_L[int(epoch)]
+
     def state_dict(self) -> dict[str, Any]:
         return {"partition_number": self.partition_number, "partition": self.partition.copy(),
                 "triplets": self.triplets.copy(), "batches_seen": self.batches_seen,
                 "metric_steps": self.metric_steps, "metric": self.step.state_dict(),
-                "orthonormality_errors": list(self.orthonormality_errors)}
+                "orthonormality_errors": list(self.orthonormality_errors),
+                "epoch_L": {e: L.clone() for e, L in self.epoch_L.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.partition_number, self.partition = int(state["partition_number"]), np.asarray(state["partition"])
         self.triplets, self.batches_seen = np.asarray(state["triplets"]), int(state["batches_seen"])
         self.metric_steps = int(state["metric_steps"])
         self.orthonormality_errors = list(state["orthonormality_errors"])
+        self.epoch_L = {int(e): L.clone() for e, L in state.get("epoch_L", {}).items()}
         self.step.load_state_dict(state["metric"])
 
     # ----------------------------------------------------------------- partitions and plans
@@ -198,9 +217,15 @@ class SSDMLObjective(Objective):
     the identity: ``δ²_L(x, y) = ‖Lᵀx − Lᵀy‖²`` and the mid-point ``(z_a + z_p)/2`` commutes with
     the linear map. L is not a parameter or buffer here: it is the algorithm's state."""
 
-    def __init__(self, algorithm: SSDMLAlgorithm, alpha_deg: float = 40.0):
+    def __init__(self, algorithm: SSDMLAlgorithm, alpha_deg: float = 40.0, batch_gradient: str = "mean"):
         super().__init__()
-        self.loss = SSDMLAngularLoss(alpha_deg=alpha_deg)
+        if batch_gradient not in BATCH_GRADIENTS:
+            raise DmlReproError(f"train.batch_gradient: '{batch_gradient}' is not one of {', '.join(BATCH_GRADIENTS)}")
+        # the network step: Eq. 3's sum over the batch's triplets divided by their number (MatConvNet's
+        # cnn_train divides the summed derivative by the batch size: the paper's lr is per triplet), or
+        # the raw sum (``sum``: a step T_b times larger at the same lr)
+        self.loss = SSDMLAngularLoss(alpha_deg=alpha_deg,
+                                     reducer=MeanReducer() if batch_gradient == "mean" else SumReducer())
         self.__dict__["algorithm"] = algorithm          # not a submodule: its state is the hook's
 
     def forward(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
@@ -211,3 +236,125 @@ class SSDMLObjective(Objective):
         projected = self.algorithm.step.project(z)
         a, p, n = triplets[:, 0], triplets[:, 1], triplets[:, 2]
         return self.loss(projected, indices_tuple=(a, p, n)), len(triplets)
+
+
+# --------------------------------------------------------------------------------------------------
+# the five semi-supervised baselines through the same Algorithm 1
+# --------------------------------------------------------------------------------------------------
+
+class BaselineAlgorithm(SSDMLAlgorithm):
+    """Algorithm 1 for Deep-LRML, -ISDML, -SERAPH, -APLLR, -APIT (``metric_step`` a
+    :class:`~dmlrepro.losses.ssml_baselines.MahalanobisStep`).
+
+    Same labelled set, partitions and schedule as SSDML's. Decisions (docs/ssdml.md):
+
+    * **Metric step** ("fix θ, learn M with the given method"): once per partition, when it opens, on
+      the whole partition's features: these methods are defined on a partition's graph (their closed
+      forms and SERAPH's solver take all of its pairs), not on a mini-batch.
+    * **Network step** ("fix M, learn θ by SGD"): the method's objective in the features (the pair
+      terms of :mod:`dmlrepro.losses.ssml_baselines`) on a mini-batch's pairs, under M's rank-l factor.
+    * **Mini-batches**: neighbourhoods. ``triplets_per_batch // (k/2)`` anchors (every partition point
+      once per epoch, seeded shuffle) with their k graph neighbours: as many batches per epoch as
+      SSDML's, and about as many images each (100 SSDML triplets touch ≤ 300 images), so every method
+      gets the same SGD budget; graph pairs are inside a batch by construction.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from dmlrepro.losses.ssml_baselines import MahalanobisStep
+        if not isinstance(self.step, MahalanobisStep):
+            raise DmlReproError("BaselineAlgorithm needs a baseline's metric step (lrml, isdml, seraph, apllr, apit)")
+        self.neighbours = np.zeros((0, self.k), np.int64)   # partition positions of each point's kNN
+        self.weights = None                                  # the partition's pair weights C (linear methods)
+
+    @property
+    def anchors_per_batch(self) -> int:
+        return max(1, self.triplets_per_batch // max(1, self.k // 2))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["neighbours"] = self.neighbours.copy()
+        if self.weights is not None:
+            coo = self.weights.tocoo()
+            state["weights"] = (coo.row.copy(), coo.col.copy(), coo.data.copy(), coo.shape)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import scipy.sparse as sp
+        super().load_state_dict(state)
+        self.neighbours = np.asarray(state["neighbours"])
+        if "weights" in state:
+            r, c, v, shape = state["weights"]
+            self.weights = sp.csr_matrix((v, (r, c)), shape=shape)
+
+    def metric_step_due(self) -> bool:
+        return False
+
+    def _open_partition(self, model: nn.Module, number: int) -> None:
+        from dmlrepro.losses.ssml_baselines import LINEAR_PAIR_BASELINES, partition_pair_weights
+        from dmlrepro.miners.affinity_propagation import knn_neighbours
+        rows = draw_partition(self.pool, self.labelled, self.partition_size, self.seed, number)
+        features = embed_rows(model, self.index, rows, self.spec, device=self.device)
+        labelled = np.arange(len(self.labelled))
+        self.neighbours = knn_neighbours(features, self.k)
+        self.step.update(features, labelled, self.labelled_labels)         # fix θ, learn M
+        self.metric_steps += 1
+        name = self.step.name
+        if name in LINEAR_PAIR_BASELINES:
+            p = self.step.params
+            self.weights = partition_pair_weights(
+                name, features, labelled, self.labelled_labels, k=int(p.get("k", self.k)),
+                gamma=float(p.get("gamma", self.gamma)), gamma_s=float(p.get("gamma_s", 1.0)),
+                gamma_d=float(p.get("gamma_d", 1.0)), lam=float(p.get("lam", 1.0)))
+        self.partition, self.partition_number = rows, number
+        log.info("partition %d (%s): %d images (%d labelled), metric step done", number, name, len(rows),
+                 len(self.labelled))
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's batches: anchor positions (a seeded shuffle of the partition), ``anchors_per_batch``
+        each; :class:`NeighbourhoodBatches` adds their neighbours."""
+        order = _generator(self.seed, "epoch", int(epoch)).permutation(len(self.partition))
+        step = self.anchors_per_batch
+        return [order[s:s + step] for s in range(0, len(order), step)]
+
+    def partition_labels(self, positions: np.ndarray) -> np.ndarray:
+        """Labels of partition positions as the baselines see them: the class of a labelled row, −1 else."""
+        out = np.full(len(positions), -1, np.int64)
+        lab = positions < len(self.labelled)
+        out[lab] = self.labelled_labels[positions[lab]]
+        return out
+
+
+class NeighbourhoodBatches:
+    """``load(planned) -> Batch`` for :meth:`BaselineAlgorithm.plan`: the anchors and their graph
+    neighbours (each image once); ``batch.extras["positions"]`` their partition positions."""
+
+    def __init__(self, algorithm: BaselineAlgorithm, device: str | torch.device = "cpu"):
+        self.algorithm, self.device = algorithm, torch.device(device)
+
+    def __call__(self, planned: Sequence[np.ndarray]) -> Iterable[Batch]:
+        alg = self.algorithm
+        for anchors in planned:
+            positions = np.unique(np.concatenate([np.asarray(anchors), alg.neighbours[np.asarray(anchors)].ravel()]))
+            rows = alg.partition[positions]
+            x = array_batch(alg.index, rows, alg.spec).to(self.device)
+            yield Batch(x, None, rows, {"positions": positions})
+
+
+class BaselineObjective(Objective):
+    """A baseline's network step: its pair objective on the batch under the fixed M (rank-l factor)."""
+
+    def __init__(self, algorithm: BaselineAlgorithm):
+        super().__init__()
+        self.__dict__["algorithm"] = algorithm
+
+    def forward(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
+        from dmlrepro.losses.ssml_baselines import LINEAR_PAIR_BASELINES, linear_pair_loss, seraph_pair_loss
+        alg = self.algorithm
+        projected = alg.step.project(model(batch.inputs))
+        positions = batch.extras["positions"]
+        if alg.step.name in LINEAR_PAIR_BASELINES:
+            return linear_pair_loss(projected, alg.weights, positions)
+        p = alg.step.params
+        return seraph_pair_loss(projected, alg.partition_labels(positions), eta=float(p.get("eta", 1.0)),
+                                mu=p.get("mu"))

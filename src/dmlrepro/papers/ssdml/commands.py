@@ -26,20 +26,33 @@ def _train(args: argparse.Namespace) -> None:
 def _initial(args: argparse.Namespace) -> None:
     from dmlrepro.papers.ssdml.run import initial
     initial(args.dataset, args.raw_root, args.split, _json(args.model), args.seed, args.out, args.recall_ks,
-            device=args.device)
+            device=args.device, method_cfg=_json(args.method), space=args.retrieval_space, train_cfg=_json(args.train))
 
 
 def _tables(args: argparse.Namespace) -> None:
     from dmlrepro.papers.ssdml import claims, report
     from dmlrepro.reporting.claims import evaluate_claims, write_claims
     runs = report.load_runs(args.metrics)
-    notes = list(report.NOTES) + list(args.note)
+    notes = list(report.NOTES) + report.space_notes(runs) + report.baseline_notes(runs) + list(args.note)
     report.write_table(report.table1(runs, args.datasets), args.table1_csv, args.table1_md,
                        "SSDML Table 1: comparison against the SSDML baselines", notes)
     report.write_table(report.table4(runs, args.datasets), args.table4_csv, args.table4_md,
                        "SSDML Table 4: without and with orthogonality on L", notes)
     verdicts = evaluate_claims(claims.CLAIMS, claims.results_table(args.metrics), row_label=claims.row_label)
     write_claims(verdicts, args.claims_csv, args.claims_md, title="SSDML claims")
+
+
+def _figure2(args: argparse.Namespace) -> None:
+    from dmlrepro.papers.ssdml import figure2
+    from dmlrepro.papers.ssdml.paper_values import DATASET_LABELS
+    convergence = {"ours_no_orth": figure2.read_histories(args.histories_no_orth),
+                   "ours": figure2.read_histories(args.histories_ours)}
+    alpha = figure2.read_alpha_runs(args.alpha_metrics)
+    embeddings, labels = figure2.test_embeddings(
+        args.dataset, args.raw_root, args.split, {"ours_no_orth": args.model_no_orth, "ours": args.model_ours},
+        _json(args.model), _json(args.method), args.seed, args.points, args.retrieval_space, args.device)
+    figure2.plot_figure2(args.out, convergence, alpha, embeddings, labels, args.seed,
+                         DATASET_LABELS.get(args.dataset, args.dataset), args.paper_alpha)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,8 +74,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("ssdml-initial", help="SSDML: the Initial row (the randomly initialised network)")
     common(s)
     s.add_argument("--model", required=True, help="JSON: the model config")
+    s.add_argument("--method", default="{}", help="JSON: the method config (metric_dim: the initial L's l)")
+    s.add_argument("--retrieval-space", default="after_L", choices=["after_L", "before_L"])
+    s.add_argument("--train", default="{}", help="JSON: the train config (pretrain, labels_per_class)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=_initial)
+
+    s = sub.add_parser("ssdml-figure2", help="SSDML: Figure 2 (convergence, sensitivity to alpha, t-SNE)")
+    common(s)
+    s.add_argument("--histories-ours", nargs="+", required=True, help="history.csv of the w/ orth runs")
+    s.add_argument("--histories-no-orth", nargs="+", required=True, help="history.csv of the w/o orth runs")
+    s.add_argument("--alpha-metrics", nargs="+", required=True, help="metrics.json of the alpha runs")
+    s.add_argument("--model-ours", required=True, help="model.pt of the seed's w/ orth run")
+    s.add_argument("--model-no-orth", required=True, help="model.pt of the seed's w/o orth run")
+    s.add_argument("--model", default="{}", help="JSON: the model config")
+    s.add_argument("--method", default="{}", help="JSON: the method config (metric_dim)")
+    s.add_argument("--retrieval-space", default="after_L", choices=["after_L", "before_L"])
+    s.add_argument("--points", type=int, default=2000, help="test images in the t-SNE")
+    s.add_argument("--paper-alpha", type=float, default=None)
+    s.add_argument("--out", required=True, help="PNG (a PDF is written beside)")
+    s.set_defaults(func=_figure2)
 
     s = sub.add_parser("ssdml-tables", help="SSDML: Tables 1 and 4 and the claims")
     s.add_argument("--metrics", nargs="+", required=True)

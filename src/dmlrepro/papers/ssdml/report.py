@@ -25,12 +25,35 @@ NOTES = (
     "paper: one number, runs unstated. Δ = ours − paper.",
     "Selection by validation R@1 (15 % of each training class, held out of training); the test split is never "
     "read for it. 'R@1 if selected on test' shows what picking the best epoch on test would report.",
-    "Retrieval and NMI on the l2-normalised features before L (the authors' related code); NMI of k-means with "
-    "as many clusters as classes (the paper does not name its clustering).",
-    "Initial: the network at its random initialisation (the weights each seed's runs start from).",
-    "Baseline rows (Deep-LRML, -SERAPH, -ISDML, -APLLR, -APIT): their metric steps exist, their network losses "
-    "through Algorithm 1 do not yet: paper values only.",
+    "NMI of k-means with as many clusters as classes (the paper does not name its clustering).",
+    "Initial: the network at its random initialisation with the initial L (what each seed's runs start from).",
 )
+
+
+SPACE_NOTES = {
+    "after_L": "Retrieval and NMI on the embedding Lᵀz (L is the paper's last layer); the metrics before L are "
+               "in each run's metrics.json (test_before_L).",
+    "before_L": "Retrieval and NMI on the l2-normalised features before L (the authors' related GUML code); the "
+                "metrics after L are in each run's metrics.json (test_after_L).",
+}
+
+
+def baseline_notes(runs: list[dict[str, Any]]) -> list[str]:
+    """What the baseline rows are: trained through Algorithm 1 (untuned defaults) where run, else paper only."""
+    ran = sorted({r["method"] for r in runs if r["method"] in BASELINES})
+    notes = []
+    if ran:
+        notes.append("Baselines (" + ", ".join(METHOD_LABELS[m] for m in ran) + "): Algorithm 1 with their own metric "
+                     "step once per partition and their own pair objective as the network loss; hyperparameters "
+                     "at the metric steps' defaults (losses/ssml_baselines.py), not tuned on validation.")
+    if len(ran) < len(BASELINES):
+        notes.append("Baseline rows marked 'not run' are not in this config: paper values only.")
+    return notes
+
+
+def space_notes(runs: list[dict[str, Any]]) -> list[str]:
+    """One note per retrieval space the runs used (a mixed set names each)."""
+    return [SPACE_NOTES[s] for s in sorted({r.get("retrieval_space", "before_L") for r in runs})]
 
 
 def load_runs(metric_files: Sequence[str | Path]) -> list[dict[str, Any]]:

@@ -5,16 +5,25 @@ Splits are the image foundation's (``same_class``: the dataset's own test images
 
 Decisions:
 
-* **Retrieval space**: the l2-normalised 128-d features *before* L (``retrieval_space:
-  before_L``), as the authors' related code evaluates and as the paper builds its graph; the
-  metrics of the projected ``Lᵀz`` (l = 64) are recorded beside them (``test_after_L``) and
-  ``retrieval_space: after_L`` makes them the reported ones (selection then uses them too).
+* **Retrieval space**: the embedding ``Lᵀz`` (l = 64 on MNIST; ``retrieval_space: after_L``,
+  the default), as the paper describes its networks: L is their last layer ("… → l2 → L(128×64)"),
+  CUB/Cars' "embedding size 128" is L's output (the features before it are 1024-d), and the
+  Johnson–Lindenstrauss argument for LᵀL = I is about distances after L. Selection uses the same
+  space. The l2-normalised features *before* L (where the graph is built, and where the authors'
+  related GUML code evaluates) are recorded beside (``test_before_L``); ``retrieval_space:
+  before_L`` reports those instead.
 * **Selection**: validation R@1 in the retrieval space, every ``eval_every`` epochs; the test
   R@1 of every epoch is recorded (never read) to show what test-selection would report.
 * **Initial row**: the paper's "Initial" for a network trained from scratch is the network at
   its random initialisation: the seed's LeNet before any step (the very weights the runs start
-  from, ``seed_everything(seed)`` then the constructor), evaluated in the retrieval space
-  (before L: L is random then, so it carries nothing).
+  from, ``seed_everything(seed)`` then the constructor) with the seed's initial L (the Stiefel
+  point every run of the seed starts from), evaluated in the retrieval space; the other space
+  is recorded beside.
+* **Network step's scale** (``train.batch_gradient``): the gradient of Eq. 3's sum over the
+  mini-batch's triplets divided by their number (``mean``, the default). The paper's lr 1e-4 is a
+  MatConvNet learning rate, and MatConvNet's ``cnn_train`` divides the summed derivative by the
+  batch size before the momentum update; the raw sum (``sum``) takes T_b = 100 times larger steps
+  (docs/ssdml.md: the diagnosis, in which it wrecked the representation within one epoch).
 * **Optimiser**: the paper's "SGD, initial learning rate 1e-4"; momentum, weight decay and any
   decay schedule are unstated — configurable (``train.optimizer``, ``momentum``), default SGD
   with momentum 0.9 (MatConvNet's ``cnn_train`` default) and no decay.
@@ -60,6 +69,42 @@ def _build_model(model_cfg: dict[str, Any]):
     return build_image_embedder(model_cfg.get("backbone", "lenet_ssdml"), embedding_dim=None)
 
 
+class _LabelledSoftmax(torch.nn.Module):
+    """Cross-entropy of a linear softmax layer on the l2-normalised features (the layer L sits on)."""
+
+    def __init__(self, dim: int, n_classes: int):
+        super().__init__()
+        self.classifier = torch.nn.Linear(int(dim), int(n_classes))
+
+    def forward(self, model, batch):
+        logits = self.classifier(model(batch.inputs))
+        return torch.nn.functional.cross_entropy(logits, batch.labels), logits.shape[0]
+
+
+def pretrain_on_labelled(model, index, labelled: np.ndarray, cfg: dict[str, Any], seed: int, out_dir: str | Path,
+                         device: str = "cpu") -> list[dict[str, Any]]:
+    """CIFAR-10's start (the paper: "pretrained on the labeled examples with softmax (replacing L) for 30
+    epochs"): softmax on the seed's labelled images only, a linear layer on the l2-normalised features
+    in L's place (dropped afterwards). ``cfg``: ``epochs`` (30), ``lr`` (1e-4), ``batch_size`` (100),
+    ``optimizer``/``momentum`` as the run's. Resumable (its own checkpoint under ``out_dir``)."""
+    from dmlrepro.training.images import ImageBatches, shuffled_plan
+    labelled = np.asarray(labelled)
+    classes, ids = np.unique(index.labels[labelled], return_inverse=True)
+    row_labels = np.full(len(index.labels), -1, np.int64)
+    row_labels[labelled] = ids
+    objective = _LabelledSoftmax(model.embedding_dim, len(classes))
+    optimizer = _optimizer(cfg, list(model.parameters()) + list(objective.parameters()))
+    batch_size = min(int(cfg.get("batch_size", 100)), len(labelled))
+    trainer = Trainer(model, objective, optimizer,
+                      plan=lambda e: shuffled_plan(labelled, batch_size=batch_size, seed=seed, epoch=e),
+                      load=ImageBatches(index, model.input_spec, None, labels=row_labels, device=device),
+                      epochs=int(cfg.get("epochs", 30)), checkpoint=Path(out_dir) / "pretrain" / "last.pt",
+                      signature=run_signature("ssdml-pretrain", cfg, seed, labelled.tolist()), device=device,
+                      name=f"ssdml pretrain seed {seed}")
+    trainer.fit()
+    return trainer.history
+
+
 def _embed(model, index, rows, space: str, L: torch.Tensor | None, device) -> np.ndarray:
     z = embed_rows(model, index, rows, model.input_spec, device=device)
     if space == "after_L":
@@ -88,10 +133,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     (``labels_per_class``, ``partition_size``, ``epochs_per_partition``, ``epochs``,
     ``triplets_per_batch``, ``metric_every``, ``lr``, ...)."""
     from dmlrepro.evaluation.image_retrieval import recall_at_k
-    if method_cfg.get("metric_step", "ssdml") != "ssdml":
-        raise DmlReproError(f"method {method}: metric_step '{method_cfg['metric_step']}' has no network loss yet "
-                            "(only ssdml runs through Algorithm 1)")
-    space = train_cfg.get("retrieval_space", "before_L")
+    space = train_cfg.get("retrieval_space", "after_L")
     if space not in RETRIEVAL_SPACES:
         raise DmlReproError(f"train.retrieval_space: '{space}' is not one of {', '.join(RETRIEVAL_SPACES)}")
     seed_everything(seed)
@@ -99,9 +141,22 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     out_dir = Path(out_dir)
     model = _build_model(model_cfg)
     alpha = float(method_cfg.get("alpha_deg", 40.0))
-    step = SSDMLStep(alpha_deg=alpha, max_iter=int(method_cfg.get("max_iter", 10)),
-                     orthogonal=bool(method_cfg.get("orthogonal", True)))
-    algorithm = SSDMLAlgorithm(
+    kind = str(method_cfg.get("metric_step", "ssdml"))
+    if kind == "ssdml":
+        step = SSDMLStep(alpha_deg=alpha, max_iter=int(method_cfg.get("max_iter", 10)),
+                         orthogonal=bool(method_cfg.get("orthogonal", True)))
+        algorithm_cls = SSDMLAlgorithm
+    else:  # a baseline: its metric step with its own hyperparameters (``params``), k and γ of the dataset
+        from dmlrepro.losses.ssml_baselines import make_metric_step
+        from dmlrepro.papers.ssdml.algorithm import BaselineAlgorithm
+        params = dict(method_cfg.get("params", {}))
+        if kind in ("lrml", "isdml", "apllr", "apit"):
+            params.setdefault("k", int(method_cfg.get("k", 10)))
+        if kind in ("apllr", "apit"):
+            params.setdefault("gamma", float(method_cfg.get("gamma", 0.99)))
+        step = make_metric_step(kind, **params)
+        algorithm_cls = BaselineAlgorithm
+    algorithm = algorithm_cls(
         index, model.input_spec, split.fit, index.labels[split.fit], seed=seed,
         labels_per_class=int(train_cfg.get("labels_per_class", 10)),
         partition_size=int(train_cfg.get("partition_size", 9000)),
@@ -110,7 +165,17 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         k=int(method_cfg.get("k", 10)), gamma=float(method_cfg.get("gamma", 0.99)),
         metric_every=int(train_cfg.get("metric_every", 1)), metric_step=step,
         metric_dim=int(method_cfg.get("metric_dim", 64)), device=device)
-    objective = SSDMLObjective(algorithm, alpha_deg=alpha)
+    pretrain_history = None
+    if train_cfg.get("pretrain"):
+        pretrain_history = pretrain_on_labelled(model, index, algorithm.labelled, train_cfg["pretrain"], seed,
+                                                out_dir, device)
+    if kind == "ssdml":
+        objective = SSDMLObjective(algorithm, alpha_deg=alpha,
+                                   batch_gradient=str(train_cfg.get("batch_gradient", "mean")))
+        load = TripletBatches(algorithm, device)
+    else:
+        from dmlrepro.papers.ssdml.algorithm import BaselineObjective, NeighbourhoodBatches
+        objective, load = BaselineObjective(algorithm), NeighbourhoodBatches(algorithm, device)
     optimizer = _optimizer(train_cfg, model.parameters())
     val_rows = split.val
     if train_cfg.get("val_subsample"):  # a seeded stratification-free subset, to bound the cost of selection
@@ -126,7 +191,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         return {"recall@1": recall_at_k(z, index.labels[split.test], ks=(1,))[1]}
 
     trainer = Trainer(
-        model, objective, optimizer, plan=algorithm.plan, load=TripletBatches(algorithm, device),
+        model, objective, optimizer, plan=algorithm.plan, load=load,
         epochs=int(train_cfg.get("epochs", 50)), checkpoint=out_dir / "checkpoint" / "last.pt",
         signature=run_signature("ssdml", dataset, method, method_cfg, model_cfg,
                              {k: v for k, v in train_cfg.items() if k != "device"}, seed,
@@ -143,20 +208,20 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
             metric_log.append(algorithm.L.clone())
         algorithm.update_metric = logged
     result = trainer.fit(after_epoch)
-    # the metric L at the selected epoch is not kept apart: report L as trained to the end, and the
-    # network of the selected epoch (retrieval before L does not read L)
-    L = algorithm.L.detach().cpu()
+    # the network of the selected epoch and L as that epoch ended (the pair its validation scored)
+    L = algorithm.L_at(result.best_epoch) if result.best_epoch else algorithm.L.detach().cpu()
     test = evaluate(model, index, split.test, space, L, recall_ks, seed, device)
     other = "after_L" if space == "before_L" else "before_L"
     test_other = evaluate(model, index, split.test, other, L, recall_ks, seed, device, metrics=("recall", "nmi"))
     by_test = [r for r in result.history if "test_recall@1" in r]
     best_test = max(by_test, key=lambda r: r["test_recall@1"]) if by_test else None
-    summary = {"dataset": dataset, "method": method, "seed": seed, "best_epoch": result.best_epoch,
+    summary = {"dataset": dataset, "method": method, "seed": seed, "alpha_deg": alpha, "best_epoch": result.best_epoch,
                "val_recall@1": result.best_score, "retrieval_space": space, "test": test,
                f"test_{other}": test_other,
                "test_selected": None if best_test is None else {"epoch": best_test["epoch"],
                                                                 "recall@1": best_test["test_recall@1"]},
                "metric_steps": algorithm.metric_steps, "labelled_rows": algorithm.labelled.tolist(),
+               "pretrain_loss": None if pretrain_history is None else [r["loss"] for r in pretrain_history],
                "max_orthonormality_error": max(algorithm.orthonormality_errors, default=None)}
     with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
         torch.save({"state_dict": model.state_dict(), "L": L, "model_cfg": model_cfg, "method": method,
@@ -166,15 +231,35 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     return summary
 
 
+def initial_metric(model, method_cfg: dict[str, Any], seed: int) -> torch.Tensor:
+    """The L every run of ``seed`` starts from (:meth:`SSDMLStep.init` with the run's seed)."""
+    step = SSDMLStep()
+    step.init(model.embedding_dim, int(method_cfg.get("metric_dim", 64)), seed=seed)
+    return step.L.detach().cpu()
+
+
 def initial(dataset: str, raw_root: str | Path, split_path: str | Path, model_cfg: dict[str, Any], seed: int,
-            out: str | Path, recall_ks: Sequence[int], device: str = "cpu") -> dict[str, Any]:
-    """The Initial row: the seed's randomly initialised network, features before L (module docstring)."""
+            out: str | Path, recall_ks: Sequence[int], device: str = "cpu", method_cfg: dict[str, Any] | None = None,
+            space: str = "after_L", train_cfg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Initial row: the seed's initial network (random, or pretrained on its labelled images when
+    ``train_cfg.pretrain`` is set, as the runs start) and initial L (module docstring)."""
+    if space not in RETRIEVAL_SPACES:
+        raise DmlReproError(f"retrieval_space: '{space}' is not one of {', '.join(RETRIEVAL_SPACES)}")
     seed_everything(seed)
     index, split = load_run_inputs(dataset, raw_root, split_path)
     model = _build_model(model_cfg)
-    test = evaluate(model, index, split.test, "before_L", None, recall_ks, seed, device)
+    train_cfg = train_cfg or {}
+    if train_cfg.get("pretrain"):  # the very network the seed's runs start Algorithm 1 from
+        from dmlrepro.papers.ssdml.algorithm import draw_labelled
+        labelled = draw_labelled(split.fit, index.labels[split.fit], int(train_cfg.get("labels_per_class", 10)), seed)
+        pretrain_on_labelled(model, index, labelled, train_cfg["pretrain"], seed, Path(out).parent / f".{Path(out).stem}",
+                             device)
+    L = initial_metric(model, method_cfg or {}, seed)
+    test = evaluate(model, index, split.test, space, L, recall_ks, seed, device)
+    other = "after_L" if space == "before_L" else "before_L"
+    test_other = evaluate(model, index, split.test, other, L, recall_ks, seed, device, metrics=("recall", "nmi"))
     summary = {"dataset": dataset, "method": "initial", "seed": seed, "best_epoch": 0, "val_recall@1": None,
-               "retrieval_space": "before_L", "test": test, "test_selected": None,
+               "retrieval_space": space, "test": test, f"test_{other}": test_other, "test_selected": None,
                "weights_sha256": hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values()))
                .hexdigest()}
     write_json(out, summary)
