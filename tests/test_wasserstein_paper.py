@@ -189,6 +189,8 @@ def test_rows_train_evaluate_and_tabulate(stand_in, shared_data, tmp_path):
     coreset = report.coreset_table(runs, "fashion_mnist")
     assert list(coreset["Method"]) == ["Wtriplet", "Wtriplet + WCRAIG coreset"]
     assert list(coreset["images trained on per epoch"]) == ["60", "20 of 60"]
+    assert all(summary["train_cpu_seconds"] > 0 for summary in map(lambda f: json.loads(f.read_text()), files))
+    assert coreset["training CPU s"].str.contains("±").all()
     md, csv, ccsv = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "c.csv"
     report.write_tables(table, coreset, csv, md, ccsv, report.table1_title("fashion_mnist"), ["a note"])
     text = md.read_text()
@@ -244,6 +246,10 @@ def test_paper_dataset_table_shows_the_papers_values_differences_and_copy_errors
     assert table.loc["ProxyNCA", "R@1, paper"] == "62.80 †"
     assert table.loc["Triplet", "F1, paper"] == "29.68" and table.loc["Triplet", "Δ F1"] != "–"
     assert not any(c.startswith("R@1, paper CUB") for c in table.columns)
+    stand_in = report.table1(report.load_runs(_fake_runs(tmp_path, "fashion_mnist", {"triplet": [0.5, 0.6]})),
+                             "fashion_mnist").set_index("Method")
+    assert stand_in.loc["Triplet", "R@1, paper SOP (Table 1)"] == "60.94 †"    # the SOP copy error, marked
+    assert stand_in.loc["Triplet", "R@1, paper CUB-200-2011 (Table 1)"] == "59.49"
     assert report.coreset_table(report.load_runs(files), "cub200") is None
 
 

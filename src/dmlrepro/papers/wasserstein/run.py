@@ -274,8 +274,12 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         validate=val_recall1, selection_metric="recall@1", monitor=test_recall1, hooks=hooks,
         eval_every=int(train_cfg.get("eval_every", 1)), checkpoint_every=int(train_cfg.get("checkpoint_every", 0)),
         device=device, amp=bool(train_cfg.get("amp", False)), name=f"{method} seed {seed}")
+    cpu0 = time.process_time()
     result = trainer.fit(after_epoch)
     train_seconds = float(sum(r["seconds"] for r in result.history))
+    # CPU time of this process's training (selection and validation included): comparable across runs
+    # on a loaded machine, where wall time is not (meaningful on a CPU-only run)
+    train_cpu_seconds = time.process_time() - cpu0
 
     test_rows = split.test
     pooled = embed_rows(pooled_net, index, test_rows, spec, test_tf, device=device)
@@ -299,6 +303,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
                "test_selected": None if best_test is None else {"epoch": best_test["epoch"],
                                                                 "recall@1": best_test["test_recall@1"]},
                "fit_images": int(len(rows)), "n_points": n_points, "train_seconds": round(train_seconds, 3),
+               "train_cpu_seconds": round(train_cpu_seconds, 3),
                "batches_per_epoch": core_iterations if coreset else iterations,
                "coreset": None if not coreset else {"fraction": float(coreset["fraction"]),
                                                     "selection_seconds": round(hooks[0].seconds, 3),
