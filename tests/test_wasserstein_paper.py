@@ -21,6 +21,7 @@ from dmlrepro.papers.wasserstein import report, run
 from dmlrepro.papers.wasserstein.claims import CLAIMS, results_frame
 from dmlrepro.papers.wasserstein.methods import ROWS, TABLE1_METHODS, TABLE1_ROWS, row_label
 from dmlrepro.reporting.claims import DOES_NOT_HOLD, HOLDS
+from dmlrepro.training.images import weighted_m_per_class_plan
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = PAPERS_DIR / "TARGETS.md"
@@ -129,9 +130,9 @@ def test_weighted_plan_draws_m_per_class_from_the_coreset_by_weight():
     rows = np.array([10, 11, 12, 20, 21, 22, 30, 31, 32])
     labels = np.array([1, 1, 1, 2, 2, 2, 3, 3, 3])
     weights = np.array([8.0, 1, 1, 1, 1, 1, 1, 1, 1])
-    batches = run.weighted_m_per_class_plan(rows, labels, weights, m=2, batch_size=4, iterations=400, seed=0, epoch=1)
+    batches = weighted_m_per_class_plan(rows, labels, weights, m=2, batch_size=4, iterations=400, seed=0, epoch=1)
     assert len(batches) == 400
-    again = run.weighted_m_per_class_plan(rows, labels, weights, m=2, batch_size=4, iterations=400, seed=0, epoch=1)
+    again = weighted_m_per_class_plan(rows, labels, weights, m=2, batch_size=4, iterations=400, seed=0, epoch=1)
     assert all(np.array_equal(a, b) for a, b in zip(batches, again))
     counts = {r: 0 for r in rows}
     for b in batches:
@@ -142,7 +143,7 @@ def test_weighted_plan_draws_m_per_class_from_the_coreset_by_weight():
             counts[r] += 1
     assert counts[10] > 1.3 * counts[11]           # weight 8 vs 1, drawn without replacement
     with pytest.raises(DmlReproError, match="fewer than m = 4"):
-        run.weighted_m_per_class_plan(rows, labels, weights, m=4, batch_size=8, iterations=1, seed=0, epoch=1)
+        weighted_m_per_class_plan(rows, labels, weights, m=4, batch_size=8, iterations=1, seed=0, epoch=1)
 
 
 # ----------------------------------------------------------------------------- one run, end to end

@@ -45,7 +45,8 @@ from dmlrepro import DmlReproError
 from dmlrepro.io import atomic_path, write_json
 from dmlrepro.papers.image_foundation.run import load_run_inputs
 from dmlrepro.training import components
-from dmlrepro.training.images import ImageBatches, MetricLossObjective, embed_rows, m_per_class_plan
+from dmlrepro.training.images import (ImageBatches, MetricLossObjective, embed_rows, m_per_class_plan,
+                                      tensor_fast_path, weighted_m_per_class_plan)
 from dmlrepro.training.loop import Hook, Trainer, run_signature, seed_everything, write_history
 
 from .methods import is_wasserstein
@@ -86,35 +87,6 @@ def build_objective(method_cfg: dict[str, Any], point_dim: int, n_classes: int, 
     loss = components.build("losses", loss_spec, num_classes=n_classes, embedding_size=point_dim)
     miner = components.build("miners", miner_spec)
     return MetricLossObjective(loss, miner)
-
-
-def weighted_m_per_class_plan(rows: np.ndarray, labels: np.ndarray, weights: np.ndarray, *, m: int,
-                              batch_size: int, iterations: int, seed: int, epoch: int) -> list[np.ndarray]:
-    """``iterations`` batches of ``batch_size // m`` classes (uniformly, without replacement) with
-    ``m`` of each class's ``rows`` drawn without replacement with probability ∝ ``weights``."""
-    from dmlrepro.training.images import _epoch_generator
-    rows, labels, weights = np.asarray(rows), np.asarray(labels), np.asarray(weights, dtype=np.float64)
-    if batch_size % m:
-        raise DmlReproError(f"batch_size {batch_size} is not a multiple of m = {m} images per class")
-    classes = np.unique(labels)
-    members = {c: np.flatnonzero(labels == c) for c in classes}
-    short = [c for c in classes if len(members[c]) < m]
-    if short:
-        raise DmlReproError(f"coreset: class {short[0]} keeps {len(members[short[0]])} images, fewer than m = {m}; "
-                            "raise coreset.fraction")
-    per_batch = batch_size // m
-    if per_batch > len(classes):
-        raise DmlReproError(f"coreset: {len(classes)} classes x m = {m} cannot fill a batch of {batch_size}")
-    gen = _epoch_generator(seed, epoch)
-    batches = []
-    for _ in range(iterations):
-        chosen = gen.choice(classes, size=per_batch, replace=False)
-        parts = []
-        for c in chosen:
-            w = weights[members[c]]
-            parts.append(rows[members[c][gen.choice(len(w), size=m, replace=False, p=w / w.sum())]])
-        batches.append(np.concatenate(parts))
-    return batches
 
 
 class WCraigHook(Hook):
@@ -213,8 +185,7 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
     index, split = load_run_inputs(dataset, raw_root, split_path)
     out_dir = Path(out_dir)
     net = build_model(model_cfg, init)
-    if not (getattr(index, "array", None) is not None and net.input_spec.resize is None
-            and index.array.shape[1] == net.input_spec.size):
+    if not tensor_fast_path(index, net.input_spec) or train_cfg.get("augment", False):
         from dmlrepro.models.images import build_transforms
         train_tf = build_transforms(net.input_spec, train=bool(train_cfg.get("augment", False)))
         test_tf = build_transforms(net.input_spec, train=False)
@@ -247,8 +218,12 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
                            if coreset.get("scale_iterations", True) else iterations)
 
         def plan(e):
-            return weighted_m_per_class_plan(hook.selected, index.labels[hook.selected], hook.weights, m=m,
-                                             batch_size=batch_size, iterations=core_iterations, seed=seed, epoch=e)
+            try:
+                return weighted_m_per_class_plan(hook.selected, index.labels[hook.selected], hook.weights, m=m,
+                                                 batch_size=batch_size, iterations=core_iterations, seed=seed,
+                                                 epoch=e)
+            except DmlReproError as exc:
+                raise DmlReproError(f"method {method}: coreset.fraction {coreset['fraction']}: {exc}") from exc
     else:
         def plan(e):
             return m_per_class_plan(rows, fit_labels, m=m, batch_size=batch_size, iterations=iterations, seed=seed,
