@@ -58,7 +58,7 @@ def _imagenet_backbones(datasets: dict) -> set[str]:
 
 
 def image_paper_counts(cfg: dict) -> dict[str, int]:
-    """The image papers' jobs a config implies (papers.image_foundation, .ssdml, .unified_view).
+    """The image papers' jobs a config implies (papers.image_foundation, .ssdml, .unified_view, .wasserstein).
     Raw files, prepared datasets, ImageNet weights and a pretraining they share are one job each."""
     from dmlrepro.data.images import IMAGE_DATASETS
     papers = cfg.get("papers", {})
@@ -101,6 +101,17 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
                    "unified_view_table": len(datasets), "unified_view_claims": 1, "unified_view_figure1": 1,
                    "unified_view_pretrain": sum(1 for d in datasets.values()
                                                 if d.get("pretrain") and d["pretrain"] not in shared_pretrains)}
+        sources |= _image_sources(datasets)
+        backbones |= _imagenet_backbones(datasets)
+    wass = papers.get("wasserstein")
+    if wass:
+        datasets = wass["datasets"]
+        shared_pretrains = [d["pretrain"] for d in foundation.values() if d.get("pretrain")]
+        counts |= {"wasserstein_split": len(datasets),
+                   "wasserstein_train": len(datasets) * len(wass["seeds"]) * len(wass["methods"]),
+                   "wasserstein_table": len(datasets), "wasserstein_claims": 1,
+                   "wasserstein_pretrain": sum(1 for d in datasets.values()
+                                               if d.get("pretrain") and d["pretrain"] not in shared_pretrains)}
         sources |= _image_sources(datasets)
         backbones |= _imagenet_backbones(datasets)
     counts |= {"prepare_images": len(sources), "fetch_weights": len(backbones),

@@ -1,7 +1,8 @@
 """What every image method shares around the loop: batch plans, loading, embedding, objectives.
 
 * Batch plans: :func:`m_per_class_plan` (pytorch-metric-learning's ``MPerClassSampler``, m images
-  of each of ``batch_size / m`` classes) and :func:`shuffled_plan`. Both draw from a generator
+  of each of ``batch_size / m`` classes), :func:`weighted_m_per_class_plan` (the same from a
+  weighted subset, e.g. a coreset) and :func:`shuffled_plan`. All draw from a generator
   seeded by (seed, epoch) and never from the global one, so a resumed run plans the same batches.
 * Loading: :class:`ImageBatches` turns planned rows into :class:`~dmlrepro.training.loop.Batch`
   through a ``DataLoader`` (workers on a GPU node). Array-backed datasets whose images already
@@ -62,6 +63,34 @@ def m_per_class_plan(rows: np.ndarray, labels: np.ndarray, *, m: int, batch_size
         sampler = MPerClassSampler(labels, m=m, batch_size=batch_size, length_before_new_iter=iterations * batch_size)
         order = np.fromiter(iter(sampler), dtype=np.int64)
     return [rows[order[s:s + batch_size]] for s in range(0, len(order), batch_size)]
+
+
+def weighted_m_per_class_plan(rows: np.ndarray, labels: np.ndarray, weights: np.ndarray, *, m: int,
+                              batch_size: int, iterations: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """``iterations`` batches of ``batch_size // m`` classes (uniformly, without replacement) with
+    ``m`` of each class's ``rows`` drawn without replacement with probability ∝ ``weights`` (a
+    weighted coreset's batches: WCRAIG). Seeded by (seed, epoch) like :func:`m_per_class_plan`."""
+    rows, labels, weights = np.asarray(rows), np.asarray(labels), np.asarray(weights, dtype=np.float64)
+    if batch_size % m:
+        raise DmlReproError(f"batch_size {batch_size} is not a multiple of m = {m} images per class")
+    classes = np.unique(labels)
+    members = {c: np.flatnonzero(labels == c) for c in classes}
+    short = [c for c in classes if len(members[c]) < m]
+    if short:
+        raise DmlReproError(f"class {short[0]} has {len(members[short[0]])} rows to draw from, fewer than m = {m}")
+    per_batch = batch_size // m
+    if per_batch > len(classes):
+        raise DmlReproError(f"{len(classes)} classes x m = {m} cannot fill a batch of {batch_size}")
+    gen = _epoch_generator(seed, epoch)
+    batches = []
+    for _ in range(iterations):
+        chosen = gen.choice(classes, size=per_batch, replace=False)
+        parts = []
+        for c in chosen:
+            w = weights[members[c]]
+            parts.append(rows[members[c][gen.choice(len(w), size=m, replace=False, p=w / w.sum())]])
+        batches.append(np.concatenate(parts))
+    return batches
 
 
 def shuffled_plan(rows: np.ndarray, *, batch_size: int, seed: int, epoch: int,

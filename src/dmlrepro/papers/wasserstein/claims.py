@@ -1,0 +1,58 @@
+"""Paper 002's claims about Table 1 as :class:`~dmlrepro.reporting.claims.ClaimSpec` data.
+
+Evaluated on our per-seed results (:func:`results_frame`, every Table 1 metric in percent) with
+the shared verdict rule (means apart by more than ±1 std over seeds), on every dataset that ran
+both rows (``dataset=None``). On the default config that is the Fashion-MNIST stand-in: a check of
+method, not a test of the paper's numbers (the claims table's title says so).
+
+* "wtriplet achieves superior performance in most metrics" (the abstract's result paragraph):
+  W-triplet above each of the nine other rows, on each of Table 1's five metrics (45 comparisons;
+  "most metrics" is judged by the reader from the verdict counts per metric).
+* W-triplet beats Triplet and W-contrastive beats Contrastive, on every metric: the paper's point
+  (replacing the Euclidean distance by W₁ helps), read from Table 1 (issue 16 lists both).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from dmlrepro import DmlReproError
+from dmlrepro.reporting.claims import RESULT_COLUMNS, ClaimSpec, Rows
+
+from .methods import TABLE1_ROWS
+from .paper_values import METRICS
+
+__all__ = ["CLAIMS", "results_frame"]
+
+_BEST = "wtriplet achieves superior performance in most metrics"
+_W_HELPS = "Table 1: replacing the Euclidean distance by W1 improves the loss (W-{0} above {0})"
+
+CLAIMS: list[ClaimSpec] = [
+    *[ClaimSpec(f"T1-wtriplet>{other}-{metric}", _BEST, "Results, Table 1", "Table 1", metric,
+                Rows("wtriplet", None), Rows(other, None))
+      for metric in METRICS for other in TABLE1_ROWS if other != "wtriplet"],
+    *[ClaimSpec(f"T1-w_helps_triplet-{metric}", _W_HELPS.format("triplet"), "Table 1", "Table 1", metric,
+                Rows("wtriplet", None), Rows("triplet", None)) for metric in METRICS],
+    *[ClaimSpec(f"T1-w_helps_contrastive-{metric}", _W_HELPS.format("contrastive"), "Table 1", "Table 1",
+                metric, Rows("wcontrastive", None), Rows("contrastive", None)) for metric in METRICS],
+]
+
+
+def results_frame(metric_files: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per (run, Table 1 metric) in percent, ``split`` = the seed (:data:`RESULT_COLUMNS`)."""
+    rows = []
+    for path in metric_files:
+        try:
+            rec = json.loads(Path(path).read_text())
+            base = {"dataset": rec["dataset"], "method": rec["method"], "study": "", "setting": math.nan,
+                    "split": int(rec["seed"])}
+            rows.extend({**base, "metric": name, "value": 100.0 * float(rec["test"][key])}
+                        for name, key in METRICS.items())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DmlReproError(f"{path}: not a Wasserstein run's metrics.json ({exc!r})") from exc
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
