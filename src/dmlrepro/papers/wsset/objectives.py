@@ -18,7 +18,7 @@ from torch import nn
 from dmlrepro import DmlReproError
 from dmlrepro.losses.approx_emd import ApproxEMDLoss
 from dmlrepro.losses.triplet import WeightedTripletLoss
-from dmlrepro.miners.emd_triplets import EMDTripletMiner
+from dmlrepro.papers.wsset.emd_triplets import EMDTripletMiner
 
 
 @dataclass
@@ -129,13 +129,13 @@ class ExemplarObjective(Objective):
 
 
 class UDMLSSObjective(Objective):
-    """UDML-SS (Cao et al.), adapted to sets in ``miners/udml_ss.py``: positives are neighbours
+    """UDML-SS (Cao et al.), adapted to sets in ``papers/wsset/udml_ss.py``: positives are neighbours
     in a fixed intermediate space (document centroids), plus a transform-prediction task."""
 
     def __init__(self, centroids: np.ndarray, fit: np.ndarray, embedding_dim: int, input_dim: int,
                  params: dict[str, Any], seed: int):
         super().__init__()
-        from dmlrepro.miners import udml_ss
+        from dmlrepro.papers.wsset import udml_ss
         self.udml = udml_ss
         self.fit = np.asarray(fit)
         self.neighbours = udml_ss.intermediate_neighbours(centroids[self.fit], int(params.get("neighbours", 5)))

@@ -30,8 +30,8 @@ from dmlrepro.evaluation.knn import embedding_distances, weighted_knn_accuracy
 from dmlrepro.io import atomic_path, save_npy
 from dmlrepro.training.bucketing import LengthBucketedEncoder
 from dmlrepro.training.loop import cpu_state, rng_state, seed_everything, set_rng_state
-from dmlrepro.training.methods import method_spec
-from dmlrepro.training.objectives import Batch, build_objective
+from dmlrepro.papers.wsset.methods import method_spec
+from dmlrepro.papers.wsset.objectives import Batch, build_objective
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
                    method_params: dict[str, Any], model_cfg: dict[str, Any], train_cfg: dict[str, Any],
                    out_dir: str | os.PathLike, seed: int = 0, init_model: str | os.PathLike | None = None,
                    on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
-    """Train one embedder with ``method`` (``training/methods.py``); write ``model.pt`` and
+    """Train one embedder with ``method`` (``papers/wsset/methods.py``); write ``model.pt`` and
     ``history.csv`` to ``out_dir``.
 
     ``emd`` is the dataset's full WMD matrix (rows and columns index documents of ``ps``); only
