@@ -46,7 +46,7 @@ def task_difference(dataset: str, cfg: dict[str, Any], labels: np.ndarray, n_cla
 
     A relabelled dataset, another corpus under a paper dataset's name, or a subsample that lost
     classes is another classification problem: the tables then show no paper value beside it
-    (the reason goes to the table notes), see :func:`dmlrepro.reporting.tables.build_table1`.
+    (the reason goes to the table notes), e.g. :func:`dmlrepro.papers.wsset.tables.build_table1`.
     """
     reasons = []
     corpus = cfg.get("corpus", dataset)

@@ -1,9 +1,9 @@
 """A paper's qualitative claims as data, checked against the runs that exist.
 
-A claim ("WSSET beats WMD on BBCSport", Table I) is a :class:`ClaimSpec`: the paper's words, where
-they are, the metric it reads, and two row selections A and B with A claimed better than B.
-:func:`evaluate_claims` reads a **per-split** results table (one row per run and metric, see
-:data:`RESULT_COLUMNS`; a paper builds it from its runs) and
+A claim ("method X beats method Y on dataset D", about one of the paper's tables or figures) is a
+:class:`ClaimSpec`: the paper's words, where they are, the metric it reads, and two row selections
+A and B with A claimed better than B. :func:`evaluate_claims` reads a **per-split** results table
+(one row per run and metric, see :data:`RESULT_COLUMNS`; a paper builds it from its runs) and
 gives each comparison a verdict from the mean and the sample std (ddof = 1) over splits:
 
 - ``holds``: A's mean is better than B's and the intervals mean ± 1 std do not overlap;

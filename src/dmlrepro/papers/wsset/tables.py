@@ -86,6 +86,12 @@ def _dataset_sort_key(dataset: str) -> tuple:
     return (1, 0, dataset)
 
 
+def _grouped(records: Sequence[Mapping | str | os.PathLike]) -> tuple[list[dict], dict[str, str], list]:
+    """The validated records, the datasets that are not the paper's task, the (method, dataset) groups."""
+    recs = _coerce_records(records)
+    return recs, _task_notes(recs), _groups(recs)
+
+
 def _groups(recs: list[dict]) -> list[tuple[str, str, list[dict]]]:
     by: dict[tuple[str, str], list[dict]] = {}
     for r in recs:
@@ -146,11 +152,10 @@ def build_table1(records: Sequence[Mapping | str | os.PathLike], include_missing
     could not run here to the reason shown in its Ours cell (e.g. BERT: "needs download"), on
     every evaluated dataset the paper reports it for.
     """
-    recs = _coerce_records(records)
-    differs = _task_notes(recs)
+    recs, differs, groups = _grouped(records)
     rows = []
     have = set()
-    for method, dataset, group in _groups(recs):
+    for method, dataset, group in groups:
         have.add((method, dataset))
         info = METHODS.get(method)
         printed = None if dataset in differs else PAPER_TABLE1_PRINTED.get(method, {}).get(dataset)
@@ -226,11 +231,10 @@ def build_table2(records: Sequence[Mapping | str | os.PathLike], include_missing
                  pending: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Table II (Recall@K %) in long form: one row per (method, dataset, K), K = the paper's K list
     for that dataset (for a dataset not in the paper: every K found in the records)."""
-    recs = _coerce_records(records)
-    differs = _task_notes(recs)
+    recs, differs, groups = _grouped(records)
     rows = []
     have = set()
-    for method, dataset, group in _groups(recs):
+    for method, dataset, group in groups:
         have.add((method, dataset))
         paper_block = {} if dataset in differs else PAPER_TABLE2_PRINTED.get(method, {}).get(dataset, {})
         for k in _ks_for(dataset, group):
