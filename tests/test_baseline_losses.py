@@ -14,7 +14,7 @@ from dmlrepro.data.augment import (Augmenter, SetRotations, vector_noise, vector
 from dmlrepro.losses.classification import RotationPredictionLoss, SoftmaxClassifierLoss
 from dmlrepro.losses.triplet import WeightedTripletLoss
 from dmlrepro.miners.semihard import SemiHardTripletMiner, label_masks
-from dmlrepro.miners.udml_ss import (UDMLSSLoss, cluster_batches, intermediate_neighbours, kmeans_pseudo_labels,
+from dmlrepro.papers.wsset.udml_ss import (UDMLSSLoss, cluster_batches, intermediate_neighbours, kmeans_pseudo_labels,
                                      neighbour_batches, pseudo_positive_mask, udml_ss_loss)
 
 

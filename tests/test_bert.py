@@ -1,4 +1,4 @@
-"""BERT_BASE baseline (training/bert.py) on a tiny BERT saved locally, with real BBCSport text."""
+"""BERT_BASE baseline (papers/wsset/bert.py) on a tiny BERT saved locally, with real BBCSport text."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ transformers = pytest.importorskip("transformers")
 from dmlrepro import DmlReproError  # noqa: E402
 from dmlrepro.data.build import read_raw_documents  # noqa: E402
 from dmlrepro.evaluation.knn import embedding_distances, weighted_knn_accuracy  # noqa: E402
-from dmlrepro.training import bert  # noqa: E402
-from dmlrepro.training.bert import HISTORY_COLUMNS, finetune_bert  # noqa: E402
+from dmlrepro.papers.wsset import bert  # noqa: E402
+from dmlrepro.papers.wsset.bert import HISTORY_COLUMNS, finetune_bert  # noqa: E402
 
 HIDDEN = 32
 MAX_LENGTH = 48
@@ -148,7 +148,7 @@ def test_resume_after_interruption_gives_the_same_embeddings(corpus, tiny_model,
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(read_history(tmp_path / "b" / "history.csv")) == strip(read_history(tmp_path / "a" / "history.csv"))
 
-    with caplog.at_level(logging.WARNING, logger="dmlrepro.training.bert"):  # another config starts afresh
+    with caplog.at_level(logging.WARNING, logger="dmlrepro.papers.wsset.bert"):  # another config starts afresh
         epochs_run.clear()
         run(corpus, tiny_model, tmp_path / "b", epochs=1, on_epoch_end=epochs_run.append)
     assert epochs_run == [1] and "another configuration" in caplog.text

@@ -12,9 +12,9 @@ import pytest
 from conftest import PAPERS_DIR
 
 from dmlrepro import DmlReproError
+from dmlrepro.papers.wsset.report import results_frame
 from dmlrepro.reporting.claims import (
-    DOES_NOT_HOLD, HOLDS, NOT_RUN, RESULT_COLUMNS, UNDECIDED, ClaimSpec, Rows, evaluate_claims, results_frame,
-    verdict, write_claims,
+    DOES_NOT_HOLD, HOLDS, NOT_RUN, RESULT_COLUMNS, UNDECIDED, ClaimSpec, Rows, evaluate_claims, verdict, write_claims,
 )
 
 PAPER = PAPERS_DIR / "wsset-self-supervised-dml-pointsets.md"
@@ -184,8 +184,8 @@ def _normalise(text: str) -> str:
 
 
 def test_wsset_claims_are_well_formed():
-    from dmlrepro.reporting.paper_values import DATASETS, METHODS, PAPER_RECALL_KS
-    from dmlrepro.reporting.wsset_claims import CLAIMS
+    from dmlrepro.papers.wsset.paper_values import DATASETS, METHODS, PAPER_RECALL_KS
+    from dmlrepro.papers.wsset.claims import CLAIMS
     assert len({c.id for c in CLAIMS}) == len(CLAIMS) > 50
     for c in CLAIMS:
         for side in (c.a, c.b):
@@ -199,8 +199,8 @@ def test_wsset_claims_are_well_formed():
 
 def test_wsset_claims_agree_with_the_papers_own_tables():
     """Each Table I/II claim holds on the paper's published numbers (a transcription check)."""
-    from dmlrepro.reporting.paper_values import PAPER_TABLE1, PAPER_TABLE2
-    from dmlrepro.reporting.wsset_claims import CLAIMS
+    from dmlrepro.papers.wsset.paper_values import PAPER_TABLE1, PAPER_TABLE2
+    from dmlrepro.papers.wsset.claims import CLAIMS
     for c in CLAIMS:
         if c.reads == "Table I":
             a, b = PAPER_TABLE1[c.a.method][c.a.dataset], PAPER_TABLE1[c.b.method][c.b.dataset]
@@ -213,7 +213,7 @@ def test_wsset_claims_agree_with_the_papers_own_tables():
 
 @pytest.mark.skipif(not PAPER.is_file(), reason="the WSSET paper's text is not available")
 def test_wsset_claim_texts_are_quotes_from_the_paper():
-    from dmlrepro.reporting.wsset_claims import CLAIMS, QUERY_TIME_CLAIM
+    from dmlrepro.papers.wsset.claims import CLAIMS, QUERY_TIME_CLAIM
     paper = _normalise(PAPER.read_text(encoding="utf-8"))
     for text in {c.text for c in CLAIMS} | {QUERY_TIME_CLAIM}:
         for piece in text.split(" ... "):
@@ -221,8 +221,8 @@ def test_wsset_claim_texts_are_quotes_from_the_paper():
 
 
 def test_figure_captions_come_from_the_claims_list():
-    from dmlrepro.reporting.study_figures import PAPER_CLAIMS
-    from dmlrepro.reporting.wsset_claims import CLAIMS, QUERY_TIME_CLAIM
+    from dmlrepro.papers.wsset.study_figures import PAPER_CLAIMS
+    from dmlrepro.papers.wsset.claims import CLAIMS, QUERY_TIME_CLAIM
     fig4 = [c.text for c in CLAIMS if c.reads == "Fig. 4"]
     assert all(t in PAPER_CLAIMS["small_data"] for t in fig4)
     assert QUERY_TIME_CLAIM in PAPER_CLAIMS["query_time"] and "905.9" in PAPER_CLAIMS["query_time"]

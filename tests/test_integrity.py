@@ -6,10 +6,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from dmlrepro.cli import data_source_label, evaluate_run, task_difference
-from dmlrepro.reporting.notes import protocol_notes
-from dmlrepro.reporting.paper_values import PAPER_RECALL_KS, PAPER_TABLE1_PRINTED, PAPER_TABLE2_PRINTED
-from dmlrepro.reporting.tables import NA, build_table1, build_table2, write_table
+from dmlrepro.cli import data_source_label, task_difference
+from dmlrepro.papers.wsset.notes import protocol_notes
+from dmlrepro.papers.wsset.paper_values import PAPER_RECALL_KS, PAPER_TABLE1_PRINTED, PAPER_TABLE2_PRINTED
+from dmlrepro.papers.wsset.run import evaluate_run
+from dmlrepro.papers.wsset.tables import build_table1, build_table2
+from dmlrepro.reporting.tables import NA, write_table
 
 SENTIMENT = "relabelled by sentiment (2 classes)"
 

@@ -8,7 +8,7 @@ import torch
 
 from dmlrepro.losses.approx_emd import ApproxEMDLoss
 from dmlrepro.losses.triplet import WeightedTripletLoss
-from dmlrepro.miners.emd_triplets import EMDTripletMiner, Triplets, batch_sigma, negative_weights
+from dmlrepro.papers.wsset.emd_triplets import EMDTripletMiner, Triplets, batch_sigma, negative_weights
 
 
 def line_embeddings(xs):

@@ -19,7 +19,7 @@ from dmlrepro import DmlReproError
 from dmlrepro.data.build import build_text_pointsets
 from dmlrepro.data.text_corpora import RawDocument, read_amazon
 from dmlrepro.data.word_vectors import load_word_vectors
-from dmlrepro.evaluation.query_time import (
+from dmlrepro.papers.wsset.query_time import (
     STAGES,
     ClassicEMDSearch,
     EmbeddingSearch,
@@ -34,8 +34,8 @@ from dmlrepro.evaluation.query_time import (
 )
 from dmlrepro.models.set_transformer import SetTransformerEmbedder, count_parameters
 from dmlrepro.ot.emd import ground_cost, wmd
-from dmlrepro.reporting.query_time_figure import plot_query_time
-from dmlrepro.training.trainer import embed
+from dmlrepro.papers.wsset.query_time_figure import plot_query_time
+from dmlrepro.papers.wsset.trainer import embed
 
 # FastEMD (pyemd's C++ backend) rounds masses and costs to integers at 1e-6 of their maxima, so
 # its error grows with the number of bins: about 1e-4 relative on long reviews, less here.

@@ -13,7 +13,7 @@ from conftest import PAPERS_DIR, markdown_rows
 
 
 from dmlrepro import DmlReproError
-from dmlrepro.reporting.paper_values import (
+from dmlrepro.papers.wsset.paper_values import (
     DATASETS,
     METHOD_ORDER,
     METHODS,
@@ -26,14 +26,8 @@ from dmlrepro.reporting.paper_values import (
     paper_recall,
     paper_row_label,
 )
-from dmlrepro.reporting.tables import (
-    build_dml_table,
-    build_table1,
-    build_table2,
-    load_records,
-    paper_value_notes,
-    write_table,
-)
+from dmlrepro.papers.wsset.tables import build_dml_table, build_table1, build_table2, paper_value_notes
+from dmlrepro.reporting.tables import load_records, write_table
 
 TARGETS = PAPERS_DIR / "TARGETS.md"
 
@@ -270,7 +264,8 @@ def _is_png(path: Path) -> bool:
 
 
 def test_figures_and_html_report(tmp_path, records):
-    from dmlrepro.reporting.figures import plot_paper_comparison, plot_recall_curves, plot_training_curve
+    from dmlrepro.papers.wsset.figures import plot_paper_comparison, plot_recall_curves
+    from dmlrepro.reporting.figures import plot_training_curve
     from dmlrepro.reporting.report import write_html_report
 
     hist = tmp_path / "history.csv"
@@ -308,7 +303,8 @@ def test_figures_and_html_report(tmp_path, records):
 
 
 def test_html_report_opens_with_the_claims_section(tmp_path, records):
-    from dmlrepro.reporting.claims import ClaimSpec, Rows, evaluate_claims, results_frame, write_claims
+    from dmlrepro.papers.wsset.report import results_frame
+    from dmlrepro.reporting.claims import ClaimSpec, Rows, evaluate_claims, write_claims
     from dmlrepro.reporting.report import write_html_report
 
     paths = []

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dmlrepro import DmlReproError
-from dmlrepro.training.trainer import embed, load_model, train_embedder
+from dmlrepro.papers.wsset.trainer import embed, load_model, train_embedder
 
 MODEL = dict(layers=1, heads=7, ff_dim=16, dropout=0.1, head_dims=[16, 8], d_model=14)
 TRAIN = dict(epochs=3, batch_size=16, lr=1e-3, eval_every=1, selection="val_knn", knn_k=3)

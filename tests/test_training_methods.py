@@ -6,8 +6,8 @@ import torch
 
 from dmlrepro import DmlReproError
 from dmlrepro.data.splits import subsample_train
-from dmlrepro.training.methods import METHOD_SPECS, method_spec, needs_external, transfer_chain
-from dmlrepro.training.trainer import document_centroids, embed, load_model, train_embedder
+from dmlrepro.papers.wsset.methods import METHOD_SPECS, method_spec, needs_external, transfer_chain
+from dmlrepro.papers.wsset.trainer import document_centroids, embed, load_model, train_embedder
 
 SELF_ATTENTION = dict(layers=1, heads=7, ff_dim=16, dropout=0.1, head_dims=[16, 8], d_model=14)
 BASELINES = {

@@ -137,7 +137,7 @@ QUICK_JOB_COUNTS = {
 
 def expected_training_runs(cfg: dict) -> tuple[set[str], set[str]]:
     """Run directories the config implies: Table I/II runs (with transfer stages), and study runs."""
-    from dmlrepro.training.methods import TRAINED_METHODS, transfer_chain
+    from dmlrepro.papers.wsset.methods import TRAINED_METHODS, transfer_chain
     runs, studies = set(), set()
     for method in cfg["methods"]:
         if method not in TRAINED_METHODS:

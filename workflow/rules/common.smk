@@ -9,7 +9,7 @@ if str(SRC) not in sys.path:  # the catalog below says which raw files each data
     sys.path.insert(0, str(SRC))
 
 from dmlrepro.data.catalog import raw_files_for  # noqa: E402
-from dmlrepro.training.methods import TRAINED_METHODS, method_spec, transfer_chain  # noqa: E402
+from dmlrepro.papers.wsset.methods import TRAINED_METHODS, method_spec, transfer_chain  # noqa: E402
 
 # Every job runs the package from this checkout: with --use-conda in the rule's env, otherwise
 # with the interpreter that runs Snakemake (the project's virtualenv), whatever PATH says.

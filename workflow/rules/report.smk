@@ -24,7 +24,7 @@ rule tables:
 
 
 rule claims:
-    # the paper's claims (dmlrepro/reporting/wsset_claims.py) checked on the per-split results
+    # the paper's claims (dmlrepro/papers/wsset/claims.py) checked on the per-split results
     input:
         tables=all_metrics,
         small_data=study_metrics("small_data"),

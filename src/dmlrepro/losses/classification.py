@@ -8,7 +8,7 @@ must be optimised and checkpointed together with the encoder. Two named uses:
   softmax layer", RepSet, and Exemplar (one class per training document). The kNN evaluation
   reads the embedding, not the logits.
 * :class:`RotationPredictionLoss` (embedding -> which of ``n_transforms`` set rotations was
-  applied): the self-supervised auxiliary task of UDML-SS (``miners/udml_ss.py``).
+  applied): the self-supervised auxiliary task of UDML-SS (``papers/wsset/udml_ss.py``).
 
 ``SoftmaxClassifierLoss(..., variant="released_code")`` reproduces the WSSET code's ``--loss ce``
 instead: it has no layer. The code calls ``tf.keras.losses.sparse_categorical_crossentropy(labels,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dmlrepro.miners.emd_triplets import Triplets
+from dmlrepro.miners.semihard import Triplets
 
 
 class WeightedTripletLoss(torch.nn.Module):

@@ -21,17 +21,29 @@ the semi-hard rule only compares distances and the square root is monotone. The 
 matters only to the loss, and ``WeightedTripletLoss`` uses squared distances.
 
 Positives and negatives come from ``labels`` (supervised) or from explicit boolean masks (e.g.
-UDML-SS's pseudo-positives, ``miners/udml_ss.py``). Mining runs without gradients, in float64.
+UDML-SS's pseudo-positives, ``papers/wsset/udml_ss.py``). Mining runs without gradients, in float64.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from dmlrepro import DmlReproError
-from dmlrepro.miners.emd_triplets import Triplets
 
 DISTANCES = ("squared", "euclidean")
+
+
+@dataclass
+class Triplets:
+    anchors: torch.Tensor
+    positives: torch.Tensor
+    negatives: torch.Tensor
+    weights: torch.Tensor  # multiplies the anchor-negative distance; ones when unweighted
+
+    def __len__(self) -> int:
+        return int(self.anchors.numel())
 
 
 def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

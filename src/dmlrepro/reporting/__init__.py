@@ -1,6 +1,8 @@
-"""Reporting: the paper's published numbers (``paper_values``), ours-vs-paper tables
-(``tables``), figures (``figures``, matplotlib Agg) and a self-contained HTML report (``report``).
+"""Reporting helpers shared by the papers: per-run records and mean ± std tables (``tables``),
+figure helpers and training curves (``figures``, matplotlib Agg), claims and their verdicts
+(``claims``), a self-contained HTML report (``report``). A paper's own tables, figures and
+published values live in its package (``papers/<paper>/``).
 
-Sub-modules are imported explicitly (``from dmlrepro.reporting.tables import build_table1``) so
+Sub-modules are imported explicitly (``from dmlrepro.reporting.tables import write_table``) so
 that importing the package does not pull in matplotlib.
 """

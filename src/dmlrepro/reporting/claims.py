@@ -1,9 +1,9 @@
 """A paper's qualitative claims as data, checked against the runs that exist.
 
-A claim ("WSSET beats WMD on BBCSport", Table I) is a :class:`ClaimSpec`: the paper's words, where
-they are, the metric it reads, and two row selections A and B with A claimed better than B.
-:func:`evaluate_claims` reads a **per-split** results table (one row per run and metric, see
-:data:`RESULT_COLUMNS`; :func:`results_frame` builds it from the runs' ``metrics.json``) and
+A claim ("method X beats method Y on dataset D", about one of the paper's tables or figures) is a
+:class:`ClaimSpec`: the paper's words, where they are, the metric it reads, and two row selections
+A and B with A claimed better than B. :func:`evaluate_claims` reads a **per-split** results table
+(one row per run and metric, see :data:`RESULT_COLUMNS`; a paper builds it from its runs) and
 gives each comparison a verdict from the mean and the sample std (ddof = 1) over splits:
 
 - ``holds``: A's mean is better than B's and the intervals mean ± 1 std do not overlap;
@@ -24,10 +24,8 @@ Decisions (not in the papers):
   on both sides ("for all Recall@K").
 - A claim whose selectors match no run at all is one "not run" row, not dropped.
 
-Command line (one step of the workflow)::
-
-    python -m dmlrepro.reporting.claims --metrics results/*/split*/*/metrics.json \\
-        --small-data ... --c-grid ... --csv-out results/tables/claims.csv --md-out results/tables/claims.md
+A paper builds its results table and calls :func:`evaluate_claims` and :func:`write_claims`
+(e.g. ``papers/wsset/report.py:check_claims``).
 """
 
 from __future__ import annotations
@@ -35,10 +33,8 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,7 +45,7 @@ from dmlrepro.reporting.tables import format_mean_std, table_markdown
 
 __all__ = [
     "HOLDS", "DOES_NOT_HOLD", "UNDECIDED", "NOT_RUN", "VERDICTS", "RESULT_COLUMNS", "CLAIM_COLUMNS",
-    "Rows", "ClaimSpec", "verdict", "evaluate_claims", "results_frame", "write_claims", "check_claims",
+    "Rows", "ClaimSpec", "verdict", "evaluate_claims", "write_claims", "load_specs",
 ]
 
 HOLDS = "holds"
@@ -239,28 +235,6 @@ def _row(spec: ClaimSpec, metric: str, a_vals: np.ndarray, b_vals: np.ndarray, a
             "a_mean": a_mean, "a_std": a_std, "b_mean": b_mean, "b_std": b_std}
 
 
-# ----------------------------------------------------------------------------- the results table
-
-def results_frame(table_metrics: Iterable[str | os.PathLike] = (),
-                  study_metrics: dict[str, Sequence[str | os.PathLike]] | None = None) -> pd.DataFrame:
-    """The per-split results table (:data:`RESULT_COLUMNS`) from the runs' ``metrics.json``: the
-    Tables I/II runs (kNN accuracy and every Recall@K) and each figure study's runs
-    (``{"small_data": [...], "c_grid": [...]}``, read by ``study_figures.study_frame``)."""
-    from dmlrepro.reporting.study_figures import study_frame
-    from dmlrepro.reporting.tables import load_records
-    rows = []
-    for rec in load_records(table_metrics):
-        base = {"dataset": rec["dataset"], "method": rec["method"], "study": "", "setting": math.nan,
-                "split": rec["split"]}
-        rows.append({**base, "metric": "knn_accuracy", "value": float(rec["knn_accuracy"])})
-        rows.extend({**base, "metric": f"R@{int(k)}", "value": float(v)} for k, v in rec["recall_at"].items())
-    frames = [pd.DataFrame(rows, columns=list(RESULT_COLUMNS))]
-    for study, paths in (study_metrics or {}).items():
-        if paths:
-            frames.append(study_frame(paths).assign(study=study)[list(RESULT_COLUMNS)])
-    return pd.concat(frames, ignore_index=True)
-
-
 # ----------------------------------------------------------------------------- output
 
 def write_claims(claims: pd.DataFrame, csv_path, md_path, title: str = "Claims") -> None:
@@ -282,7 +256,7 @@ def write_claims(claims: pd.DataFrame, csv_path, md_path, title: str = "Claims")
     write_text(md_path, "\n".join(parts))
 
 
-def _load_specs(target: str) -> list[ClaimSpec]:
+def load_specs(target: str) -> list[ClaimSpec]:
     module, _, attr = target.partition(":")
     try:
         specs = getattr(importlib.import_module(module), attr or "CLAIMS")
@@ -291,13 +265,3 @@ def _load_specs(target: str) -> list[ClaimSpec]:
     if not all(isinstance(s, ClaimSpec) for s in specs):
         raise DmlReproError(f"--claims {target!r}: not a list of ClaimSpec")
     return list(specs)
-
-
-def check_claims(metrics: Sequence[str], small_data: Sequence[str], c_grid: Sequence[str], claims: str,
-                 csv_out: str | Path, md_out: str | Path) -> pd.DataFrame:
-    """Evaluate a claims list (``module:attribute``) on the runs' metrics; write claims.{csv,md}."""
-    from dmlrepro.reporting.paper_values import dataset_label, paper_row_label
-    table = results_frame(metrics, {"small_data": small_data, "c_grid": c_grid})
-    result = evaluate_claims(_load_specs(claims), table, paper_row_label, dataset_label)
-    write_claims(result, Path(csv_out), Path(md_out))
-    return result

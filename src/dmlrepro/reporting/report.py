@@ -107,7 +107,7 @@ def write_html_report(
     tables: Sequence[tuple[str, str | os.PathLike | pd.DataFrame]],
     figures: Sequence[tuple[str, str | os.PathLike, str]],
     notes: Sequence[str] = (),
-    title: str = "WSSET reproduction report",
+    title: str = "dmlrepro: reproduction report",
 ) -> Path:
     """Write one HTML file with every table (a Markdown file from ``write_table`` or a
     DataFrame; ``*_mean``/``*_std`` helper columns are left out), every figure embedded as a

@@ -244,11 +244,12 @@ def run_signature(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def write_history(path: str | Path, history: list[dict[str, Any]]) -> None:
-    """One row per epoch (every key any row has), written atomically."""
+def write_history(path: str | Path, history: list[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
+    """One row per epoch, written atomically: the given ``columns`` in that order (a value a row
+    lacks is left empty, a key not listed is left out), or by default every key any row has."""
     import csv
-    columns = list(dict.fromkeys(k for row in history for k in row))
+    columns = list(columns) if columns is not None else list(dict.fromkeys(k for row in history for k in row))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+        writer = csv.DictWriter(f, fieldnames=columns, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)

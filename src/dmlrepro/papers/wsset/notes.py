@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dmlrepro.reporting.paper_values import DATASETS, dataset_label
+from dmlrepro.papers.wsset.paper_values import DATASETS, dataset_label
 
 
 def protocol_notes(records: list[dict[str, Any]], config: dict[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""One trainer for every set-embedding method; the loss (and its miner) comes from the method.
+"""WSSET's set-embedding runs on the generic trainer; the loss (and its miner) comes from the method.
 
 Protocol (docs/wsset.md, "Fair protocol"): the model is trained on the *fit* part of a split (train
 minus validation). Every ``eval_every`` epochs it is scored by distance-weighted kNN accuracy of
@@ -6,16 +6,17 @@ validation documents against the fit documents; the best-scoring state is kept (
 val_knn``, as the paper's "best accuracy on the validation set"), or the last one
 (``selection: last``, fully label-free). The test split is never looked at here.
 
-A checkpoint (model, optimiser, RNG states, history, best state) is written atomically after
-every epoch; a re-started job resumes from it and produces the same result it would have.
+The loop, its checkpoints (model, objective, optimiser, RNG states, history, best state, written
+atomically after every epoch; a re-started job resumes and produces the same result) and the
+selection are the generic trainer's (``training/loop.py``); this module supplies what is WSSET's:
+the set encoder, the method's objective and batch sampler, the batches' EMD sub-matrices and
+labels, validation kNN accuracy, and ``model.pt`` / ``history.csv`` in the format the workflow reads.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -28,10 +29,10 @@ from dmlrepro import DmlReproError
 from dmlrepro.data.pointsets import Pointsets, pad_batch
 from dmlrepro.evaluation.knn import embedding_distances, weighted_knn_accuracy
 from dmlrepro.io import atomic_path, save_npy
+from dmlrepro.papers.wsset.methods import method_spec
+from dmlrepro.papers.wsset.objectives import build_objective
 from dmlrepro.training.bucketing import LengthBucketedEncoder
-from dmlrepro.training.loop import cpu_state, rng_state, seed_everything, set_rng_state
-from dmlrepro.training.methods import method_spec
-from dmlrepro.training.objectives import Batch, build_objective
+from dmlrepro.training.loop import Batch, Hook, Objective, Trainer, run_signature, seed_everything, write_history
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +93,61 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------- training
+class _Bucketed(Objective):
+    """Encode each random batch in length-sorted chunks (same embeddings, a third of the padded
+    work): the objective sees a :class:`LengthBucketedEncoder` around the model."""
+
+    def __init__(self, objective: Objective, chunk_size: int):
+        super().__init__()
+        self.objective, self.chunk_size = objective, int(chunk_size)
+
+    def forward(self, model, batch):
+        return self.objective(LengthBucketedEncoder(model, self.chunk_size), batch)
+
+
+class _EpochLoss(Hook):
+    """The epoch's loss as the history reports it: ``np.average`` of the batch losses weighted by
+    batch size (the generic loop sums in Python floats, which may differ in the last bits)."""
+
+    def __init__(self):
+        self.epochs: dict[int, float] = {}
+        self._losses: list[float] = []
+        self._counts: list[int] = []
+
+    def on_epoch_start(self, trainer, epoch):
+        self._losses, self._counts = [], []
+
+    def on_step_end(self, trainer, batch, loss):
+        self._losses.append(loss)
+        self._counts.append(len(batch.index))
+
+    def on_epoch_end(self, trainer, epoch):
+        self.epochs[epoch] = float(np.average(self._losses, weights=self._counts)) if self._losses else float("nan")
+
+    def state_dict(self):
+        return {"epochs": dict(self.epochs)}
+
+    def load_state_dict(self, state):
+        self.epochs = dict(state["epochs"])
+
+
 def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: np.ndarray, method: str,
                    method_params: dict[str, Any], model_cfg: dict[str, Any], train_cfg: dict[str, Any],
                    out_dir: str | os.PathLike, seed: int = 0, init_model: str | os.PathLike | None = None,
                    on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
-    """Train one embedder with ``method`` (``training/methods.py``); write ``model.pt`` and
-    ``history.csv`` to ``out_dir``.
+    """Train one embedder with ``method`` (``papers/wsset/methods.py``) on the generic trainer
+    (``training/loop.py``); write ``model.pt`` and ``history.csv`` to ``out_dir``.
 
     ``emd`` is the dataset's full WMD matrix (rows and columns index documents of ``ps``); only
-    EMD-based methods read it (others may pass None). Supervised methods read the labels of
-    ``fit`` only. ``init_model`` is the ``model.pt`` a transfer stage starts from.
-    ``on_epoch_end`` is a test hook (e.g. to interrupt a run after a given epoch).
+    EMD-based methods read it (others may pass None); a batch carries its EMD sub-matrix as the
+    extra ``"emd"``. Supervised methods read the labels of ``fit`` only. ``init_model`` is the
+    ``model.pt`` a transfer stage starts from. ``on_epoch_end`` is a test hook (e.g. to interrupt
+    a run after a given epoch).
     """
     spec = method_spec(method)
     out_dir = Path(out_dir)
-    ckpt_path = out_dir / "checkpoint" / "last.pt"
     epochs = int(train_cfg.get("epochs", 1000))
     batch_size = int(train_cfg.get("batch_size", 64))
-    eval_every = int(train_cfg.get("eval_every", 1))
     selection = train_cfg.get("selection", "val_knn")
     knn_k = int(train_cfg.get("knn_k", 10))
     weight_feature = model_cfg.get("weight_feature", "count")
@@ -143,72 +181,45 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
     # random batches, encoded in length-sorted chunks (same result, a third of the padded work)
     chunk = int(train_cfg.get("chunk_size", 8))
     has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    encoder = LengthBucketedEncoder(model, chunk) if chunk > 0 and not has_batch_norm else model
     labels = torch.from_numpy(ps.labels).to(device)
-    history: list[dict[str, Any]] = []
-    best = {"epoch": 0, "val_accuracy": None, "state": None}
-    start_epoch = 1
-    signature = _signature(method, method_params, model_cfg, train_cfg, seed, fit, val, init_model)
+    batches_of = objective.batches  # the method's batch sampler (a shuffled pass, or UDML-SS's neighbours)
+    if chunk > 0 and not has_batch_norm:
+        objective = _Bucketed(objective, chunk)
 
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)
-        if ckpt.get("signature") == signature:
-            model.load_state_dict(ckpt["model"])
-            objective.load_state_dict(ckpt["objective"])
-            optimiser.load_state_dict(ckpt["optimiser"])
-            history, best, start_epoch = ckpt["history"], ckpt["best"], ckpt["epoch"] + 1
-            set_rng_state(ckpt["rng"])
-            log.info("resuming %s from epoch %d (%s)", method, start_epoch, ckpt_path)
-        else:
-            log.warning("ignoring checkpoint %s: written for another configuration", ckpt_path)
-
-    model.train()
-    for epoch in range(start_epoch, epochs + 1):
-        t0 = time.perf_counter()
+    def plan(epoch: int) -> list[np.ndarray]:
         # epoch e's batches come from (seed, e), so a resumed run sees the same batches
         rng = np.random.default_rng([seed, epoch])
-        losses, counts, n_terms = [], [], 0
-        for batch_index in objective.batches(fit, batch_size, rng):
-            if len(batch_index) < 3:  # a triplet needs three documents
-                continue
-            x, mask = pad_batch(ps, batch_index, weight_feature)
-            batch = Batch(torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device), batch_index,
-                          labels[torch.from_numpy(batch_index).to(device)] if spec.uses_labels else None,
-                          torch.from_numpy(np.asarray(emd[np.ix_(batch_index, batch_index)])).to(device)
-                          if spec.uses_emd else None)
-            loss, n = objective(encoder, batch)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
-            counts.append(len(batch_index))
-            n_terms += n
-        row = {"epoch": epoch, "loss": float(np.average(losses, weights=counts)) if losses else float("nan"),
-               "val_accuracy": "", "n_triplets": n_terms, "seconds": 0.0}
-        if len(val) and (epoch % eval_every == 0 or epoch == epochs):
-            acc = validation_accuracy(model, ps, fit, val, knn_k, weight_feature)
-            row["val_accuracy"] = acc
-            if selection == "val_knn" and (best["val_accuracy"] is None or acc > best["val_accuracy"]):
-                best = {"epoch": epoch, "val_accuracy": acc, "state": cpu_state(model)}
-        if selection == "last" or not len(val):
-            best = {"epoch": epoch, "val_accuracy": row["val_accuracy"] or None, "state": cpu_state(model)}
-        row["seconds"] = round(time.perf_counter() - t0, 3)
-        history.append(row)
-        log.info("%s epoch %d/%d loss %.4f val_acc %s (%.1fs)", method, epoch, epochs, row["loss"],
-                 f"{row['val_accuracy']:.2f}" if row["val_accuracy"] != "" else "-", row["seconds"])
-        _save_checkpoint(ckpt_path, model, objective, optimiser, epoch, history, best, signature)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+        return [b for b in batches_of(fit, batch_size, rng) if len(b) >= 3]  # a triplet needs three documents
 
-    if best["state"] is None:  # zero epochs requested
-        best = {"epoch": 0, "val_accuracy": None, "state": cpu_state(model)}
-    model.load_state_dict(best["state"])
+    def load(batches):
+        for index in batches:
+            x, mask = pad_batch(ps, index, weight_feature)
+            extras = {"emd": torch.from_numpy(np.asarray(emd[np.ix_(index, index)])).to(device)} if spec.uses_emd else {}
+            yield Batch((torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device)),
+                        labels[torch.from_numpy(index).to(device)] if spec.uses_labels else None, index, extras)
+
+    validate = (lambda m: {"accuracy": validation_accuracy(m, ps, fit, val, knn_k, weight_feature)}) if len(val) else None
+    epoch_loss = _EpochLoss()
+    signature = run_signature(method, method_params, model_cfg,
+                              {k: v for k, v in train_cfg.items() if k not in _RESUMABLE_KEYS}, seed, fit.tolist(),
+                              val.tolist(), _file_digest(init_model))
+    trainer = Trainer(model, objective, optimiser, plan=plan, load=load, epochs=epochs,
+                      checkpoint=out_dir / "checkpoint" / "last.pt", signature=signature, validate=validate,
+                      selection_metric="accuracy" if selection == "val_knn" else None,
+                      hooks=[epoch_loss], eval_every=int(train_cfg.get("eval_every", 1)), device=device,
+                      progress=False, name=method)
+    result = trainer.fit(after_epoch=on_epoch_end)
+    history = [{"epoch": r["epoch"], "loss": epoch_loss.epochs[r["epoch"]], "val_accuracy": r.get("val_accuracy", ""),
+                "n_triplets": r["n_terms"], "seconds": r["seconds"]} for r in result.history]
+    best_accuracy = result.best_score
+    if selection == "last" and history:  # the selected (last) epoch's validation accuracy, where measured
+        best_accuracy = history[-1]["val_accuracy"] or None
     with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save({"state_dict": best["state"], "input_dim": ps.dim + 1, "model_cfg": dict(model_cfg),
-                    "architecture": spec.architecture, "method": method, "best_epoch": best["epoch"],
-                    "best_val_accuracy": best["val_accuracy"]}, tmp)
-    write_history(out_dir / "history.csv", history)
-    return TrainResult(best["epoch"], best["val_accuracy"], history)
+        torch.save({"state_dict": trainer.best["state"], "input_dim": ps.dim + 1, "model_cfg": dict(model_cfg),
+                    "architecture": spec.architecture, "method": method, "best_epoch": result.best_epoch,
+                    "best_val_accuracy": best_accuracy}, tmp)
+    write_history(out_dir / "history.csv", history, HISTORY_COLUMNS)
+    return TrainResult(result.best_epoch, best_accuracy, history)
 
 
 def _load_initial_weights(model: nn.Module, path: str | os.PathLike, architecture: str,
@@ -235,30 +246,12 @@ def load_model(path: str | os.PathLike) -> nn.Module:
     return model
 
 
-def write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})
-
-
-def _signature(method, params, model_cfg, train_cfg, seed, fit, val, init_model=None) -> str:
+def _file_digest(path: str | os.PathLike | None) -> str | None:
+    """A re-trained base model invalidates the transfer stages built on it."""
+    if path is None:
+        return None
     import hashlib
-    import json
-    h = hashlib.sha256(json.dumps([method, params, model_cfg, {k: v for k, v in train_cfg.items() if k not in _RESUMABLE_KEYS},
-                                   seed], sort_keys=True, default=str).encode())
-    h.update(np.asarray(fit).tobytes())
-    h.update(np.asarray(val).tobytes())
-    if init_model is not None:  # a re-trained base model invalidates the stages built on it
-        h.update(Path(init_model).read_bytes())
-    return h.hexdigest()
-
-
-def _save_checkpoint(path: Path, model, objective, optimiser, epoch, history, best, signature) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"model": model.state_dict(), "objective": objective.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch,
-                    "history": history, "best": best, "rng": rng_state(), "signature": signature}, tmp)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_embeddings(path: str | os.PathLike, embeddings: np.ndarray) -> None:

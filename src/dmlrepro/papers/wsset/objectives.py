@@ -8,31 +8,22 @@ checkpointed with the encoder. Losses, miners and augmentations live in ``losses
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch import nn
 
 from dmlrepro import DmlReproError
 from dmlrepro.losses.approx_emd import ApproxEMDLoss
 from dmlrepro.losses.triplet import WeightedTripletLoss
-from dmlrepro.miners.emd_triplets import EMDTripletMiner
+from dmlrepro.papers.wsset.emd_triplets import EMDTripletMiner
+from dmlrepro.training import loop
 
 
-@dataclass
-class Batch:
-    x: torch.Tensor              # (b, L, d + 1) zero-padded sets
-    mask: torch.Tensor           # (b, L) True on padding
-    index: np.ndarray            # dataset document indices of the batch rows
-    labels: torch.Tensor | None  # class labels (supervised methods only)
-    emd: torch.Tensor | None     # (b, b) EMD sub-matrix (EMD-based methods only)
-
-
-class Objective(nn.Module):
-    uses_labels = False
-    uses_emd = False
+class Objective(loop.Objective):
+    """A batch (``training/loop.py:Batch``) holds ``inputs = (x, mask)``: (b, L, d + 1) zero-padded
+    sets and the (b, L) padding mask (True on padding); ``labels`` for supervised methods; the
+    extra ``"emd"``, the (b, b) EMD sub-matrix, for EMD-based methods."""
 
     def batches(self, fit: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
         """Mini-batches of one epoch: a shuffled pass over the fit documents."""
@@ -40,39 +31,33 @@ class Objective(nn.Module):
         for s in range(0, len(order), batch_size):
             yield order[s:s + batch_size]
 
-    def forward(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, int]:
-        raise NotImplementedError
-
 
 class EMDTripletObjective(Objective):
     """WSSET (EMD-weighted negatives) and SSET (w = 1): pseudo-labels from EMD."""
-    uses_emd = True
 
     def __init__(self, miner: EMDTripletMiner, loss: WeightedTripletLoss):
         super().__init__()
         self.miner, self.loss = miner, loss
 
     def forward(self, model, batch):
-        emb = model(batch.x, batch.mask)
-        triplets = self.miner(emb.detach(), batch.emd)
+        emb = model(*batch.inputs)
+        triplets = self.miner(emb.detach(), batch.extras["emd"])
         return self.loss(emb, triplets), len(triplets)
 
 
 class ApproxEMDObjective(Objective):
-    uses_emd = True
 
     def __init__(self, loss: ApproxEMDLoss):
         super().__init__()
         self.loss = loss
 
     def forward(self, model, batch):
-        emb = model(batch.x, batch.mask)
-        return self.loss(emb, batch.emd), emb.shape[0] ** 2
+        emb = model(*batch.inputs)
+        return self.loss(emb, batch.extras["emd"]), emb.shape[0] ** 2
 
 
 class SupervisedTripletObjective(Objective):
     """+TL rows and the fine-tuning stage of Ours+Int./Ext.: semi-hard triplets on labels."""
-    uses_labels = True
 
     def __init__(self, margin: float = 0.1, distance: str = "squared"):
         super().__init__()
@@ -81,14 +66,13 @@ class SupervisedTripletObjective(Objective):
         self.loss = WeightedTripletLoss(margin)
 
     def forward(self, model, batch):
-        emb = model(batch.x, batch.mask)
+        emb = model(*batch.inputs)
         triplets = self.miner(emb.detach(), labels=batch.labels)
         return self.loss(emb, triplets), len(triplets)
 
 
 class SoftmaxObjective(Objective):
     """+CE rows and RepSet: a linear softmax layer on the embedding; kNN uses the embedding."""
-    uses_labels = True
 
     def __init__(self, embedding_dim: int, n_classes: int):
         super().__init__()
@@ -96,7 +80,7 @@ class SoftmaxObjective(Objective):
         self.loss = SoftmaxClassifierLoss(embedding_dim, n_classes)
 
     def forward(self, model, batch):
-        emb = model(batch.x, batch.mask)
+        emb = model(*batch.inputs)
         return self.loss(emb, batch.labels), emb.shape[0]
 
 
@@ -122,20 +106,20 @@ class ExemplarObjective(Objective):
         self.generator.set_state(state)
 
     def forward(self, model, batch):
-        x, mask = self.augment(batch.x, batch.mask, self.generator)  # CPU draws, moved to the batch's device
+        x, mask = self.augment(*batch.inputs, self.generator)  # CPU draws, moved to the batch's device
         emb = model(x, mask)
         target = torch.as_tensor([self.instance_of[int(i)] for i in batch.index], device=emb.device)
         return self.loss(emb, target), emb.shape[0]
 
 
 class UDMLSSObjective(Objective):
-    """UDML-SS (Cao et al.), adapted to sets in ``miners/udml_ss.py``: positives are neighbours
+    """UDML-SS (Cao et al.), adapted to sets in ``papers/wsset/udml_ss.py``: positives are neighbours
     in a fixed intermediate space (document centroids), plus a transform-prediction task."""
 
     def __init__(self, centroids: np.ndarray, fit: np.ndarray, embedding_dim: int, input_dim: int,
                  params: dict[str, Any], seed: int):
         super().__init__()
-        from dmlrepro.miners import udml_ss
+        from dmlrepro.papers.wsset import udml_ss
         self.udml = udml_ss
         self.fit = np.asarray(fit)
         self.neighbours = udml_ss.intermediate_neighbours(centroids[self.fit], int(params.get("neighbours", 5)))
@@ -150,7 +134,7 @@ class UDMLSSObjective(Objective):
 
     def forward(self, model, batch):
         rows = np.asarray([self.position[int(i)] for i in batch.index])
-        return self.criterion(model, batch.x, batch.mask, rows, self.neighbours)
+        return self.criterion(model, *batch.inputs, rows, self.neighbours)
 
 
 OBJECTIVES = ("wsset", "sset", "approx_emd", "triplet", "ce", "exemplar", "udml_ss")

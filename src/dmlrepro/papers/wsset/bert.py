@@ -48,7 +48,6 @@ part of the configuration: a run may resume on another one.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -65,6 +64,7 @@ from torch import nn
 from dmlrepro import DmlReproError
 from dmlrepro.evaluation.knn import embedding_distances, weighted_knn_accuracy
 from dmlrepro.io import atomic_path
+from dmlrepro.training.loop import write_history
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def finetune_bert(texts: Sequence[str], labels: np.ndarray, fit: np.ndarray, val
     log.info("BERT: selected epoch %d (val kNN accuracy %s)", best["epoch"],
              "-" if best["val_accuracy"] is None else f"{best['val_accuracy']:.2f}")
     embeddings = _embed(encoder, token_ids, np.arange(len(texts)), pooling, pad_id, torch_device)
-    _write_history(out_dir / "history.csv", history)
+    write_history(out_dir / "history.csv", history, HISTORY_COLUMNS)
     return embeddings
 
 
@@ -361,11 +361,3 @@ def _remove_stale_best_files(ckpt_dir: Path, keep: str | None) -> None:
     for path in ckpt_dir.glob("best-epoch*.pt"):
         if path.name != keep:
             path.unlink(missing_ok=True)
-
-
-def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})

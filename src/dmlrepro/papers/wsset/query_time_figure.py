@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from dmlrepro import DmlReproError
-from dmlrepro.evaluation.query_time import (
+from dmlrepro.papers.wsset.query_time import (
     EMD_METHODS,
     METHOD_LABELS,
     METHODS,
     PAPER_DISTANCE_SPEEDUP,
     stage_statistics,
 )
-from dmlrepro.reporting.figures import _new_figure, _require_columns, read_table, save_figure
+from dmlrepro.reporting.figures import new_figure, require_columns, read_table, save_figure
 
 __all__ = ["plot_query_time"]
 
@@ -37,7 +37,7 @@ _COLORS = {"classic_emd": "#7f7f7f", "threshold_emd": "#ff7f0e", "pruned_emd": "
 
 def _load_table(df_or_csv: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
     df = df_or_csv if isinstance(df_or_csv, pd.DataFrame) else read_table(df_or_csv, "query-time table")
-    _require_columns(df, ("method", "stage", "seconds"), "query-time table")
+    require_columns(df, ("method", "stage", "seconds"), "query-time table")
     if df.empty:
         raise DmlReproError("query-time table has no rows; nothing to plot")
     return df
@@ -79,7 +79,7 @@ def _speedup_text(speedups: dict[str, Any], summary: dict[str, Any]) -> str:
 
 def plot_query_time(df_or_csv: pd.DataFrame | str | os.PathLike, summary: dict[str, Any] | str | os.PathLike | None,
                     out_png: str | os.PathLike, title: str | None = None) -> dict:
-    """Draw Fig. 5 from the tidy table of :func:`dmlrepro.evaluation.query_time.run_query_time`
+    """Draw Fig. 5 from the tidy table of :func:`dmlrepro.papers.wsset.query_time.run_query_time`
     (a DataFrame or its CSV) and its summary (dict, JSON path or None: speed-ups recomputed
     from the table). Writes ``out_png`` and the PDF beside it; returns ``{"png", "pdf"}``."""
     df = _load_table(df_or_csv)
@@ -95,7 +95,7 @@ def plot_query_time(df_or_csv: pd.DataFrame | str | os.PathLike, summary: dict[s
         speedups = {m: (float(dist[m] / dist["ours"]) if m in dist and "ours" in dist and dist["ours"] > 0 else None)
                     for m in EMD_METHODS}
 
-    fig = _new_figure(13, 4.6)
+    fig = new_figure(13, 4.6)
     axes = fig.subplots(1, 4)
     x = np.arange(len(methods))
     for ax, (stage, panel_title, log_scale) in zip(axes, _PANELS):

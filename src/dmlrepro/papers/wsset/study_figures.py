@@ -17,9 +17,9 @@ import pandas as pd
 
 from dmlrepro import DmlReproError
 from dmlrepro.io import atomic_path
-from dmlrepro.reporting.figures import _new_figure, save_figure
-from dmlrepro.reporting.paper_values import paper_row_label
-from dmlrepro.reporting.wsset_claims import CLAIMS, QUERY_TIME_CLAIM
+from dmlrepro.reporting.figures import new_figure, save_figure
+from dmlrepro.papers.wsset.paper_values import paper_row_label
+from dmlrepro.papers.wsset.claims import CLAIMS, QUERY_TIME_CLAIM
 
 __all__ = ["study_frame", "summarise", "plot_small_data", "plot_c_grid", "write_summary"]
 
@@ -81,7 +81,7 @@ def plot_small_data(summary: pd.DataFrame, out_png: str | os.PathLike) -> dict[s
     """Fig. 4: kNN accuracy against the average number of train documents per class."""
     acc = summary[summary["metric"] == "knn_accuracy"]
     datasets = sorted(acc["dataset"].unique())
-    fig = _new_figure(5.0 * len(datasets), 3.8)
+    fig = new_figure(5.0 * len(datasets), 3.8)
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, ds in zip(axes, datasets):
         part = acc[acc["dataset"] == ds]
@@ -104,7 +104,7 @@ def plot_c_grid(summary: pd.DataFrame, out_png: str | os.PathLike) -> dict[str, 
     if rec.empty:
         raise DmlReproError("c grid: no Recall@K in the study metrics")
     datasets = sorted(rec["dataset"].unique())
-    fig = _new_figure(5.0 * len(datasets), 3.8)
+    fig = new_figure(5.0 * len(datasets), 3.8)
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, ds in zip(axes, datasets):
         part = rec[rec["dataset"] == ds]

@@ -15,24 +15,12 @@ below a batch percentile, negatives mined on weighted distances.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from dmlrepro import DmlReproError
+from dmlrepro.miners.semihard import Triplets
 
 VARIANTS = ("paper", "released_code")
-
-
-@dataclass
-class Triplets:
-    anchors: torch.Tensor
-    positives: torch.Tensor
-    negatives: torch.Tensor
-    weights: torch.Tensor  # multiplies the anchor-negative distance; ones for SSET
-
-    def __len__(self) -> int:
-        return int(self.anchors.numel())
 
 
 def squared_distances(emb: torch.Tensor) -> torch.Tensor:

@@ -461,7 +461,7 @@ def run_query_time(queries: Sequence[str | RawDocument], gallery: Pointsets, gal
         raise DmlReproError(f"model expects {model.input_dim} input features, the gallery gives {gallery.dim + 1} "
                             "(word vector + weight)")
     if gallery_embeddings is None:
-        from dmlrepro.training.trainer import embed
+        from dmlrepro.papers.wsset.trainer import embed
 
         gallery_embeddings = embed(model, gallery, np.arange(len(gallery)), weight_feature=weight_feature)
 

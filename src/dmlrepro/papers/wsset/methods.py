@@ -1,7 +1,7 @@
 """Every trainable method of WSSET's Tables I and II: which encoder, which objective, which data.
 
 A method is an encoder architecture (``models/registry.py``) trained with one objective
-(``training/objectives.py``), optionally starting from another run's model (transfer). The
+(``papers/wsset/objectives.py``), optionally starting from another run's model (transfer). The
 workflow and the trainer both read this table, so adding a method is one entry here.
 
 Transfer chains (Fig. 3 of the paper):
@@ -23,7 +23,7 @@ from dmlrepro import DmlReproError
 class MethodSpec:
     name: str
     architecture: str          # models/registry.py
-    objective: str             # training/objectives.py
+    objective: str             # papers/wsset/objectives.py
     uses_labels: bool          # trains on the fit split's labels
     init_from: str | None = None   # run (same dataset and split) whose model.pt starts this one
     external_init: bool = False    # starts from the dataset's external-corpus base model
