@@ -5,6 +5,7 @@ Flat API (private modules per family behind it):
 * ``build_image_embedder(name, ...) -> ImageEmbedder`` for ``name`` in ``IMAGE_BACKBONES``:
   ``lenet_ssdml`` and ``cifar_ssdml`` (SSDML's MatConvNet nets), ``resnet50`` and ``googlenet``
   (torchvision), ``googlenet_caffe`` (BVLC Inception-v1) and ``bn_inception`` (Cadene's port);
+* ``TwoHeadEmbedder``: an embedder with a second, auxiliary head (STML's f and g);
 * ``InputSpec`` / ``INPUT_SPECS`` and ``build_transforms(spec, train)``;
 * ``WEIGHTS`` (the catalog) and ``pretrained_weights_path(name, weights_root)``.
 """
@@ -14,6 +15,7 @@ from dmlrepro.models.images._caffe_googlenet import CaffeGoogLeNet, read_h5_arra
 from dmlrepro.models.images._embedder import (DEFAULT_WEIGHTS, IMAGE_BACKBONES, POOLINGS, ImageEmbedder,
                                               build_image_embedder, global_pool)
 from dmlrepro.models.images._small import CifarSSDML, LeNetSSDML
+from dmlrepro.models.images._two_head import TwoHeadEmbedder
 from dmlrepro.models.images._torchvision import GoogLeNetBackbone, ResNet50Backbone
 from dmlrepro.models.images._transforms import (CAFFE_MEAN_BGR, GUML_CAFFE_MEAN_BGR, INPUT_SPECS, InputSpec,
                                                 ToCaffeBGR255, build_transforms)
@@ -24,7 +26,7 @@ from dmlrepro.models.images._weights import (WEIGHTS, WeightsFile, default_weigh
 __all__ = [
     "BNInception", "CAFFE_MEAN_BGR", "CaffeGoogLeNet", "CifarSSDML", "DEFAULT_WEIGHTS", "GUML_CAFFE_MEAN_BGR",
     "GoogLeNetBackbone", "IMAGE_BACKBONES", "INPUT_SPECS", "ImageEmbedder", "InputSpec", "LeNetSSDML",
-    "POOLINGS", "ResNet50Backbone", "ToCaffeBGR255", "WEIGHTS", "WeightsFile", "build_image_embedder",
+    "POOLINGS", "ResNet50Backbone", "ToCaffeBGR255", "TwoHeadEmbedder", "WEIGHTS", "WeightsFile", "build_image_embedder",
     "build_transforms", "default_weights_root", "fetch_weights", "global_pool", "pretrained_weights_path", "read_h5_arrays",
     "read_state_dict", "verify_weights_file",
 ]
