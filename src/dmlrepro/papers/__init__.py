@@ -5,4 +5,4 @@ values, claims, tables and figures, commands). Shared rooms below it never impor
 """
 
 COMMAND_MODULES = ("dmlrepro.papers.image_foundation.commands", "dmlrepro.papers.ssdml.commands",
-                   "dmlrepro.papers.unified_view.commands")
+                   "dmlrepro.papers.unified_view.commands", "dmlrepro.papers.pl_manifolds.commands")
