@@ -58,7 +58,8 @@ def _imagenet_backbones(datasets: dict) -> set[str]:
 
 
 def image_paper_counts(cfg: dict) -> dict[str, int]:
-    """The image papers' jobs a config implies (papers.image_foundation, .ssdml, .unified_view).
+    """The image papers' jobs a config implies (papers.image_foundation, .ssdml, .unified_view,
+    .pl_manifolds).
     Raw files, prepared datasets, ImageNet weights and a pretraining they share are one job each."""
     from dmlrepro.data.images import IMAGE_DATASETS
     papers = cfg.get("papers", {})
@@ -89,6 +90,28 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
                    "unified_view_train": len(datasets) * len(uv["seeds"]) * len(uv["methods"]),
                    "unified_view_table": len(datasets), "unified_view_claims": 1, "unified_view_figure1": 1,
                    "unified_view_pretrain": sum(1 for d in datasets.values()
+                                                if d.get("pretrain") and d["pretrain"] not in shared_pretrains)}
+        sources |= _image_sources(datasets)
+        backbones |= _imagenet_backbones(datasets)
+    plm = papers.get("pl_manifolds")
+    if plm:
+        from dmlrepro.papers.pl_manifolds.methods import TABLE1_ROWS, TABLE3_ROWS, figure3_runs
+        datasets, seeds = plm["datasets"], plm["seeds"]
+        shared_pretrains = [d["pretrain"] for d in foundation.values() if d.get("pretrain")]
+        fig3 = plm.get("figure3", {})
+        runs = 0
+        for d in datasets.values():
+            keys = {(dim, s, r) for dim in d["dims"] for s in seeds for r in TABLE1_ROWS}
+            if d.get("table3_dim"):
+                keys |= {(d["table3_dim"], s, r) for s in seeds for r in TABLE3_ROWS}
+            if d.get("figure3_dim"):
+                keys |= {(d["figure3_dim"], s, r) for s in fig3.get("seeds", seeds)
+                         for r in [*figure3_runs(fig3.get("grid")), "ours"]}
+            runs += len(keys)
+        counts |= {"pl_manifolds_split": len(datasets), "pl_manifolds_initial": len(datasets) * len(seeds),
+                   "pl_manifolds_train": runs, "pl_manifolds_tables": 1,
+                   "pl_manifolds_supervision": sum(1 for d in datasets.values() if d.get("table2")),
+                   "pl_manifolds_pretrain": sum(1 for d in datasets.values()
                                                 if d.get("pretrain") and d["pretrain"] not in shared_pretrains)}
         sources |= _image_sources(datasets)
         backbones |= _imagenet_backbones(datasets)
