@@ -227,6 +227,22 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     assert "results/unified_view/tables/claims.md" in res.stdout
     assert "results/unified_view/figures/figure1_pair_weights.png" in res.stdout
     assert "resources/weights/imagenet/bn_inception-52deb4733.pth" in res.stdout
+    # paper 003: Table 1 (Ours, STML* at 128 and 512) on CUB, Cars, SOP; Table 3 on CUB 512; Fig. 3 on CUB 128
+    from dmlrepro.papers.pl_manifolds.methods import TABLE3_ROWS, figure3_runs
+    plm = cfg["papers"]["pl_manifolds"]
+    for name in ("cub200", "cars196", "sop"):
+        for seed in plm["seeds"]:
+            for dim in (128, 512):
+                for row in ("ours", "stml"):
+                    assert f"results/pl_manifolds/{name}/d{dim}/seed{seed}/{row}/metrics.json" in res.stdout
+        assert f"results/pl_manifolds/{name}/table2.json" in res.stdout
+    for seed in plm["seeds"]:
+        for row in TABLE3_ROWS:
+            assert f"results/pl_manifolds/cub200/d512/seed{seed}/{row}/metrics.json" in res.stdout
+        for point in figure3_runs(plm["figure3"]["grid"]):
+            assert f"results/pl_manifolds/cub200/d128/seed{seed}/{point}/metrics.json" in res.stdout
+    assert "results/pl_manifolds/figures/figure3.png" in res.stdout
+    assert "resources/weights/imagenet/googlenet.h5" in res.stdout
 
 
 def test_default_config_targets_table_rows_and_figures(tmp_path):
