@@ -9,7 +9,7 @@
   embeddings, one column pair per dataset, the paper's beside them on its datasets.
 * Table 3 (:func:`table3`): the ablations' R@1 and R@2, Ours last; the paper's on CUB 512-d.
 * Fig. 3 (:func:`figure3`): R@1 against N_ρ, m, N_α (a curve per N_β) and δ, each point the mean
-  ± std over its seeds; the paper's setting is the Ours run.
+  ± std over its seeds; the paper's setting is the Ours runs of the same seeds.
 * Claims (:func:`claims_tables`): :func:`~.claims.claims_for` on R@1, and Table 2's comparisons.
 
 A stand-in table says in its title that it is a check of method.
@@ -99,9 +99,10 @@ def table2(results: list[tuple[str, dict]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _values(runs, dataset, dim, method, k=1) -> np.ndarray:
+def _values(runs, dataset, dim, method, k=1, seeds=None) -> np.ndarray:
     return 100.0 * np.array([r["test"][f"recall@{k}"] for _, r in runs
-                             if r["dataset"] == dataset and r["embedding_dim"] == dim and r["method"] == method], float)
+                             if r["dataset"] == dataset and r["embedding_dim"] == dim and r["method"] == method
+                             and (seeds is None or r["seed"] in seeds)], float)
 
 
 def _cell(v: np.ndarray) -> str:
@@ -134,12 +135,15 @@ def figure3_points(runs: list[tuple[str, dict]], grid: dict[str, list] | None) -
     rows = []
     keys = sorted({(r["dataset"], int(r["embedding_dim"])) for _, r in runs if r["method"] in points})
     for dataset, dim in keys:
+        # Ours' point from the seeds the grid ran, so that every point averages the same seeds
+        seeds = {r["seed"] for _, r in runs if r["method"] in points and r["dataset"] == dataset
+                 and r["embedding_dim"] == dim}
         for key in (grid or {}):
             names = FIGURE3_PARAMETERS[key][0]
             members = {n: p for n, p in points.items() if set(p) == set(names) and n.startswith(f"fig3-{key}-")}
             members["ours"] = {n: OURS[n] for n in names}
             for name, params in members.items():
-                v = _values(runs, dataset, dim, name)
+                v = _values(runs, dataset, dim, name, seeds=seeds)
                 if len(v):
                     rows.append({"dataset": dataset, "dim": dim, "panel": key, "run": name, **params,
                                  "R@1 mean": float(v.mean()), "R@1 std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
