@@ -58,7 +58,8 @@ def _imagenet_backbones(datasets: dict) -> set[str]:
 
 
 def image_paper_counts(cfg: dict) -> dict[str, int]:
-    """The image papers' jobs a config implies (papers.image_foundation, .ssdml, .unified_view, .wasserstein).
+    """The image papers' jobs a config implies (papers.image_foundation, .ssdml, .unified_view,
+    .wasserstein, .pl_manifolds).
     Raw files, prepared datasets, ImageNet weights and a pretraining they share are one job each."""
     from dmlrepro.data.images import IMAGE_DATASETS
     papers = cfg.get("papers", {})
@@ -112,6 +113,26 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
                    "wasserstein_table": len(datasets), "wasserstein_claims": 1,
                    "wasserstein_pretrain": sum(1 for d in datasets.values()
                                                if d.get("pretrain") and d["pretrain"] not in shared_pretrains)}
+    plm = papers.get("pl_manifolds")
+    if plm:
+        from dmlrepro.papers.pl_manifolds.methods import TABLE1_ROWS, TABLE3_ROWS, figure3_runs
+        datasets, seeds = plm["datasets"], plm["seeds"]
+        shared_pretrains = [d["pretrain"] for d in foundation.values() if d.get("pretrain")]
+        fig3 = plm.get("figure3", {})
+        runs = 0
+        for d in datasets.values():
+            keys = {(dim, s, r) for dim in d["dims"] for s in seeds for r in TABLE1_ROWS}
+            if d.get("table3_dim"):
+                keys |= {(d["table3_dim"], s, r) for s in seeds for r in TABLE3_ROWS}
+            if d.get("figure3_dim"):
+                keys |= {(d["figure3_dim"], s, r) for s in fig3.get("seeds", seeds)
+                         for r in [*figure3_runs(fig3.get("grid")), "ours"]}
+            runs += len(keys)
+        counts |= {"pl_manifolds_split": len(datasets), "pl_manifolds_initial": len(datasets) * len(seeds),
+                   "pl_manifolds_train": runs, "pl_manifolds_tables": 1,
+                   "pl_manifolds_supervision": sum(1 for d in datasets.values() if d.get("table2")),
+                   "pl_manifolds_pretrain": sum(1 for d in datasets.values()
+                                                if d.get("pretrain") and d["pretrain"] not in shared_pretrains)}
         sources |= _image_sources(datasets)
         backbones |= _imagenet_backbones(datasets)
     counts |= {"prepare_images": len(sources), "fetch_weights": len(backbones),
@@ -232,6 +253,22 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     assert "results/unified_view/tables/claims.md" in res.stdout
     assert "results/unified_view/figures/figure1_pair_weights.png" in res.stdout
     assert "resources/weights/imagenet/bn_inception-52deb4733.pth" in res.stdout
+    # paper 003: Table 1 (Ours, STML* at 128 and 512) on CUB, Cars, SOP; Table 3 on CUB 512; Fig. 3 on CUB 128
+    from dmlrepro.papers.pl_manifolds.methods import TABLE3_ROWS, figure3_runs
+    plm = cfg["papers"]["pl_manifolds"]
+    for name in ("cub200", "cars196", "sop"):
+        for seed in plm["seeds"]:
+            for dim in (128, 512):
+                for row in ("ours", "stml"):
+                    assert f"results/pl_manifolds/{name}/d{dim}/seed{seed}/{row}/metrics.json" in res.stdout
+        assert f"results/pl_manifolds/{name}/table2.json" in res.stdout
+    for seed in plm["seeds"]:
+        for row in TABLE3_ROWS:
+            assert f"results/pl_manifolds/cub200/d512/seed{seed}/{row}/metrics.json" in res.stdout
+        for point in figure3_runs(plm["figure3"]["grid"]):
+            assert f"results/pl_manifolds/cub200/d128/seed{seed}/{point}/metrics.json" in res.stdout
+    assert "results/pl_manifolds/figures/figure3.png" in res.stdout
+    assert "resources/weights/imagenet/googlenet.h5" in res.stdout
 
 
 def test_default_config_targets_table_rows_and_figures(tmp_path):

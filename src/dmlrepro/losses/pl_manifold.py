@@ -59,6 +59,8 @@ from torch import nn
 from dmlrepro import DmlReproError
 from dmlrepro.miners.pl_manifold import piecewise_linear_manifold
 
+SIMILARITIES = ("manifold", "binary")
+
 
 def directed_components(x: torch.Tensor, y: torch.Tensor, bases_y: torch.Tensor,
                         chunk_elements: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,6 +103,23 @@ def proxy_similarity(teacher: torch.Tensor, bases: torch.Tensor, proxies: torch.
     return 0.5 * (directed_similarity(o_xp, p_xp, n_alpha, n_beta) + directed_similarity(o_px, p_px, n_alpha, n_beta).T)
 
 
+def binary_point_similarity(members: torch.Tensor) -> torch.Tensor:
+    """The ablation "Ours − similarity" (Table 3): s'(i, j) = 1 if i ∈ X_j else 0, symmetrised as
+    Eq. 5, so s(i, j) ∈ {0, 1/2, 1}; ``members`` (n, n) bool marks X_i in row i."""
+    m = members.to(torch.get_default_dtype())
+    return 0.5 * (m + m.T)
+
+
+def binary_proxy_similarity(teacher: torch.Tensor, proxies: torch.Tensor, size: int) -> torch.Tensor:
+    """Binary proxy–point similarity, (n, N_ρ): 1 if x_i is one of the ``size`` batch points nearest
+    to ρ_j, else 0. A proxy has no selected member set, so its neighbourhood is the plain
+    k-nearest one, as large as a point's candidate set (the paper does not define this case)."""
+    size = min(int(size), teacher.shape[0])
+    nearest = torch.cdist(proxies.detach(), teacher).topk(size, dim=1, largest=False).indices   # (N_ρ, size)
+    out = torch.zeros(proxies.shape[0], teacher.shape[0], dtype=teacher.dtype, device=teacher.device)
+    return out.scatter_(1, nearest, 1.0).T
+
+
 def subspace_cosines(bases: torch.Tensor, proxy_bases: torch.Tensor) -> torch.Tensor:
     """cos θ_{k,j,i} as an (n, N_ρ, m) tensor [i, j, k]: ``||U_iᵀ ψ_{k,j}|| / ||ψ_{k,j}||``."""
     proj = torch.einsum("idm,jdk->ijmk", bases, proxy_bases)            # U_iᵀ ψ_{k,j}
@@ -135,13 +154,21 @@ class PLManifoldLoss(nn.Module):
     P_i; when None they are built from ``teacher`` with :func:`piecewise_linear_manifold`
     (``m``, ``threshold``, ``n_neighbours``, ``centred``). Defaults are the paper's (Sec. 4.1):
     N_α 4, N_β 0.5, N_ρ 100, δ 2, m 3, T 0.9.
+
+    Table 3's ablations: ``subset_selection=False`` fits each piece to all k neighbours ("− PL
+    manifold"); ``similarity="binary"`` replaces Eq. 5 by 1 inside the neighbourhood and 0 outside
+    (:func:`binary_point_similarity`, :func:`binary_proxy_similarity`; "− similarity").
     """
 
     def __init__(self, embedding_dim: int, n_proxies: int = 100, m: int = 3, n_alpha: float = 4.0,
                  n_beta: float = 0.5, delta: float = 2.0, threshold: float = 0.9,
                  n_neighbours: int | None = None, centred: bool = False,
-                 detach_neighbourhood_target: bool = True, unit_proxies: bool = True, seed: int = 0):
+                 detach_neighbourhood_target: bool = True, unit_proxies: bool = True, seed: int = 0,
+                 subset_selection: bool = True, similarity: str = "manifold"):
         super().__init__()
+        if similarity not in SIMILARITIES:
+            raise DmlReproError(f"PLManifoldLoss: unknown similarity '{similarity}' ({' | '.join(SIMILARITIES)})")
+        self.subset_selection, self.similarity = bool(subset_selection), similarity
         if int(n_proxies) < 0 or not 1 <= int(m) <= int(embedding_dim):
             raise DmlReproError(f"PLManifoldLoss: need n_proxies >= 0 and 1 <= m <= embedding_dim, "
                                 f"got n_proxies={n_proxies}, m={m}, embedding_dim={embedding_dim}")
@@ -179,25 +206,35 @@ class PLManifoldLoss(nn.Module):
         if self.unit_proxies:
             self.proxies.copy_(nn.functional.normalize(self.proxies, dim=1))
 
-    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
-                bases: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, bases: torch.Tensor | None = None,
+                members: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if student.ndim != 2 or student.shape != teacher.shape or student.shape[1] != self.proxies.shape[1]:
             raise DmlReproError(f"PLManifoldLoss: student and teacher must both be (n, {self.proxies.shape[1]}), "
                                 f"got {tuple(student.shape)} and {tuple(teacher.shape)}")
         teacher = teacher.detach()
         if bases is None:
-            bases = piecewise_linear_manifold(teacher, self.m, self.threshold, self.n_neighbours, self.centred).bases
+            pieces = piecewise_linear_manifold(teacher, self.m, self.threshold, self.n_neighbours, self.centred,
+                                               select=self.subset_selection)
+            bases, members = pieces.bases, pieces.members
+        if self.similarity == "binary" and members is None:
+            raise DmlReproError("PLManifoldLoss: the binary similarity needs the pieces' members")
         if bases.shape != (*teacher.shape, self.m):
             raise DmlReproError(f"PLManifoldLoss: bases must be (n, d, m={self.m}), got {tuple(bases.shape)}")
         bases = bases.detach().to(teacher.dtype)
         n = student.shape[0]
         off_diagonal = ~torch.eye(n, dtype=torch.bool, device=student.device)
-        s_points = point_similarity(teacher, bases, self.n_alpha, self.n_beta)
+        binary = self.similarity == "binary"
+        s_points = (binary_point_similarity(members).to(teacher) if binary
+                    else point_similarity(teacher, bases, self.n_alpha, self.n_beta))
         point = (self.delta * (1 - s_points) - pairwise_distances(student, student))[off_diagonal].pow(2).sum()
         if self.proxies.shape[0] == 0:
             zero = student.sum() * 0
             return {"loss": point, "point": point, "proxy": zero, "neighbourhood": zero}
-        s_proxies = proxy_similarity(teacher, bases, self.proxies, self.proxy_bases, self.n_alpha, self.n_beta)
+        if binary:
+            size = n if self.n_neighbours is None else int(self.n_neighbours) + 1
+            s_proxies = binary_proxy_similarity(teacher, self.proxies, size)
+        else:
+            s_proxies = proxy_similarity(teacher, bases, self.proxies, self.proxy_bases, self.n_alpha, self.n_beta)
         proxy = (self.delta * (1 - s_proxies) - pairwise_distances(student, self.proxies)).pow(2).sum()
         target = s_proxies.detach() if self.detach_neighbourhood_target else s_proxies
         neighbourhood = (target[..., None] - subspace_cosines(bases, self.proxy_bases)).pow(2).sum()

@@ -123,8 +123,12 @@ def _relative_errors(local: torch.Tensor, mask: torch.Tensor, m: int, centred: b
 @torch.no_grad()
 def piecewise_linear_manifold(embeddings: torch.Tensor, m: int = 3, threshold: float = 0.9,
                               n_neighbours: int | None = None, centred: bool = False,
-                              check: str = "all", error_measure: str = "energy") -> PiecewiseLinearManifold:
+                              check: str = "all", error_measure: str = "energy",
+                              select: bool = True) -> PiecewiseLinearManifold:
     """Sec. 3.2 for every row of ``embeddings`` (n, d); see the module docstring.
+
+    ``select=False`` skips the subset selection and keeps all k neighbours (the ablation
+    "Ours − PL manifold" of the paper's Table 3: the PCA of the plain k-nearest neighbourhood).
 
     ``m``: dimension of each piece (paper: 3); ``threshold``: T as a fraction (paper: 0.9);
     ``n_neighbours``: k candidates per point (default all n − 1); ``error_measure``: "energy"
@@ -143,7 +147,9 @@ def piecewise_linear_manifold(embeddings: torch.Tensor, m: int = 3, threshold: f
     accepted = torch.zeros(n, k + 1, dtype=torch.bool, device=emb.device)
     accepted[:, :m] = True                                        # f_i and its m - 1 nearest
     limit = 1.0 - float(threshold)
-    for t in range(m, k + 1):
+    if not select:
+        accepted[:] = True
+    for t in range(m, k + 1 if select else m):
         trial = accepted.clone()
         trial[:, t] = True
         err = _relative_errors(local, trial, m, centred)

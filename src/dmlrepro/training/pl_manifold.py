@@ -17,7 +17,10 @@ class ProxyRetraction(Hook):
         self.loss = loss
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        self.loss.retract_proxies_()
+        # a fresh run only: a resumed run's proxies are already retracted, and a second QR would
+        # move them by rounding, so that the resumed run would not be the uninterrupted one
+        if trainer.epoch == 0 and trainer.iteration == 0:
+            self.loss.retract_proxies_()
 
     def on_step_end(self, trainer: Trainer, batch: Batch, loss: float) -> None:
         self.loss.retract_proxies_()

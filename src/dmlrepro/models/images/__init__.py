@@ -7,6 +7,7 @@ Flat API (private modules per family behind it):
   (torchvision), ``googlenet_caffe`` (BVLC Inception-v1) and ``bn_inception`` (Cadene's port);
 * ``build_cloud_embedder(name, ...) -> PointCloudEmbedder``: an image as a cloud of projected
   feature-map cells (paper 002), and ``PooledView`` (its normalised mean point);
+* ``TwoHeadEmbedder``: an embedder with a second, auxiliary head (STML's f and g);
 * ``InputSpec`` / ``INPUT_SPECS`` and ``build_transforms(spec, train)``;
 * ``WEIGHTS`` (the catalog) and ``pretrained_weights_path(name, weights_root)``.
 """
@@ -17,6 +18,7 @@ from dmlrepro.models.images._caffe_googlenet import CaffeGoogLeNet, read_h5_arra
 from dmlrepro.models.images._embedder import (DEFAULT_WEIGHTS, IMAGE_BACKBONES, POOLINGS, ImageEmbedder,
                                               build_image_embedder, global_pool)
 from dmlrepro.models.images._small import CifarSSDML, LeNetSSDML
+from dmlrepro.models.images._two_head import TwoHeadEmbedder
 from dmlrepro.models.images._torchvision import GoogLeNetBackbone, ResNet50Backbone
 from dmlrepro.models.images._transforms import (CAFFE_MEAN_BGR, GUML_CAFFE_MEAN_BGR, INPUT_SPECS, InputSpec,
                                                 ToCaffeBGR255, build_transforms)
@@ -27,7 +29,8 @@ from dmlrepro.models.images._weights import (WEIGHTS, WeightsFile, default_weigh
 __all__ = [
     "BNInception", "CAFFE_MEAN_BGR", "CaffeGoogLeNet", "CifarSSDML", "DEFAULT_WEIGHTS", "GUML_CAFFE_MEAN_BGR",
     "GoogLeNetBackbone", "IMAGE_BACKBONES", "INPUT_SPECS", "ImageEmbedder", "InputSpec", "LeNetSSDML",
-    "POOLINGS", "PointCloudEmbedder", "PooledView", "ResNet50Backbone", "build_cloud_embedder", "ToCaffeBGR255", "WEIGHTS", "WeightsFile", "build_image_embedder",
+    "POOLINGS", "PointCloudEmbedder", "PooledView", "ResNet50Backbone", "ToCaffeBGR255", "TwoHeadEmbedder", "WEIGHTS",
+    "WeightsFile", "build_cloud_embedder", "build_image_embedder",
     "build_transforms", "default_weights_root", "fetch_weights", "global_pool", "pretrained_weights_path", "read_h5_arrays",
     "read_state_dict", "verify_weights_file",
 ]
