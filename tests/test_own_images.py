@@ -84,7 +84,7 @@ def test_a_prepared_folder_loads_like_a_catalogued_dataset(tmp_path, digits):
     assert not set(index.labels[split.fit]) & set(index.labels[split.test])
     image, label, row = ImageDataset(index, split.test)[0]
     assert image.size == (28, 28) and label == index.labels[split.test[0]]
-    with pytest.raises(DmlReproError, match="neither a catalogued image dataset nor a prepared image folder"):
+    with pytest.raises(DmlReproError, match="unknown image dataset 'not_prepared': not catalogued .* no prepared image folder .*not_prepared/index.json"):
         load_image_dataset("not_prepared", tmp_path / "images")
 
 

@@ -235,7 +235,7 @@ def test_initial_row_heads_the_table(tmp_path):
         runs = _write_runs(tmp_path, dataset, {"raw": [0.5, 0.52], "raw_vthm": [0.6, 0.62]}, ks)
         initial = _write_initial(tmp_path, dataset, [0.4, 0.4])
         df = report.table1(runs + initial, dataset, ks, "note")
-        assert list(df["Method"]) == ["Initial (pretrained, no metric learning)", "RAW", "RAW+VTHM (ours)"]
+        assert list(df["Method"]) == ["Initial (no metric learning)", "RAW", "RAW+VTHM (ours)"]
         assert df.loc[0, "R@1"] == "40.00 ± 0.00" and df.loc[0, "R@1 if selected on test (inflated)"] == "–"
         if dataset == "cub200":
             assert df.loc[0, report.PAPER_R1_COLUMN] == "–" and df.loc[0, report.DELTA_R1_COLUMN] == "–"

@@ -29,6 +29,7 @@ import numpy as np
 
 from dmlrepro import DmlReproError
 from dmlrepro.data.images._index import ROLES, ImageIndex
+from dmlrepro.data.images.catalog import IMAGE_DATASETS
 from dmlrepro.io import write_json
 
 LAYOUTS = ("class_folders", "split_folders", "split_file")
@@ -156,8 +157,8 @@ def read_image_folder_manifest(name: str, dest_root: str | Path) -> tuple[ImageI
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DmlReproError(f"{path}: missing; '{name}' is neither a catalogued image dataset nor a prepared "
-                            "image folder (declare it under image_folders in the config)") from None
+        raise DmlReproError(f"unknown image dataset '{name}': not catalogued ({', '.join(IMAGE_DATASETS)}) and no "
+                            f"prepared image folder {path} (declare yours under image_folders)") from None
     except json.JSONDecodeError as exc:
         raise DmlReproError(f"{path}: not JSON ({exc})") from exc
     index = ImageIndex(name=name, labels=np.asarray(manifest["labels"], dtype=np.int64),

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from dmlrepro import DmlReproError
-from dmlrepro.reporting.figures import _new_figure, save_figure
+from dmlrepro.reporting.figures import new_figure, save_figure
 
 PANELS = (("initial", "random initialisation"), ("ours_no_orth", "ours w/o orth"), ("ours", "ours w/ orth"))
 
@@ -101,7 +101,7 @@ def plot_figure2(out_png: str | os.PathLike, convergence: dict[str, pd.DataFrame
                  embeddings: dict[str, np.ndarray], labels: np.ndarray, seed: int, dataset_label: str,
                  paper_alpha: float | None = None) -> dict[str, Path]:
     """Top: loss and validation R@1 per epoch (mean ± std over seeds), R@1/NMI against α; bottom: t-SNE."""
-    fig = _new_figure(13.5, 8.5)
+    fig = new_figure(13.5, 8.5)
     axes = fig.subplots(2, 3)
     names = {"ours": "w/ orth", "ours_no_orth": "w/o orth"}
     for method, df in convergence.items():
