@@ -45,7 +45,7 @@ from dmlrepro.reporting.tables import format_mean_std, table_markdown
 
 __all__ = [
     "HOLDS", "DOES_NOT_HOLD", "UNDECIDED", "NOT_RUN", "VERDICTS", "RESULT_COLUMNS", "CLAIM_COLUMNS",
-    "Rows", "ClaimSpec", "verdict", "evaluate_claims", "write_claims", "load_specs",
+    "Rows", "ClaimSpec", "verdict", "evaluate_claims", "write_claims", "load_specs", "stand_in_claims_title",
 ]
 
 HOLDS = "holds"
@@ -254,6 +254,16 @@ def write_claims(claims: pd.DataFrame, csv_path, md_path, title: str = "Claims")
     if len(not_run):
         parts += ["## Not run", ""] + [f"- {r.id}: {r.A} vs {r.B} ({r.metric})" for r in not_run.itertuples()] + [""]
     write_text(md_path, "\n".join(parts))
+
+
+def stand_in_claims_title(subject: str, datasets: Sequence[str], dataset_label: Callable[[str], str],
+                          is_paper_dataset: Callable[[str], bool]) -> str:
+    """"Claims of <subject>, checked on <datasets>", saying so when any of them is a stand-in."""
+    names = ", ".join(dataset_label(d) for d in sorted(set(datasets))) or "no dataset"
+    title = f"Claims of {subject}, checked on {names}"
+    if any(not is_paper_dataset(d) for d in datasets):
+        title += ": a check on the stand-in, not a test of the paper's numbers"
+    return title
 
 
 def load_specs(target: str) -> list[ClaimSpec]:

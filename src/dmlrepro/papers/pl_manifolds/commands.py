@@ -4,41 +4,32 @@ pretraining ``image-pretrain`` and the Initial row ``image-initial`` (the image 
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
-from dmlrepro import DmlReproError
+from dmlrepro.io import json_argument
 
 OUTPUTS = ("table1", "table1_csv", "table2", "table2_csv", "table3", "table3_csv", "figure3", "figure3_csv",
            "claims", "claims_csv")
 
 
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DmlReproError(f"invalid JSON argument {text[:80]!r}: {exc}") from exc
-
-
 def _train(args: argparse.Namespace) -> None:
     from dmlrepro.papers.pl_manifolds.run import train
-    params = _json(args.params)
+    params = json_argument(args.params)
     train(args.dataset, args.raw_root, args.split, args.run, params["method"], params["model"], params["train"],
           args.init, args.seed, args.out_dir, args.recall_ks, device=args.device)
 
 
 def _supervision(args: argparse.Namespace) -> None:
     from dmlrepro.papers.pl_manifolds.run import supervision
-    params = _json(args.params)
+    params = json_argument(args.params)
     supervision(args.dataset, args.raw_root, args.split, params["model"], params["table2"], args.init, args.seed,
                 args.out, device=args.device)
 
 
 def _tables(args: argparse.Namespace) -> None:
     from dmlrepro.papers.pl_manifolds.report import write_all
-    ks = {d: [int(k) for k in v] for d, v in _json(args.recall_ks).items()}
-    write_all(args.metrics, args.initial, args.supervision, recall_ks=ks, data_notes=_json(args.data_notes),
-              grid=_json(args.figure3_grid), out={k: getattr(args, k) for k in OUTPUTS}, notes=args.note)
+    ks = {d: [int(k) for k in v] for d, v in json_argument(args.recall_ks).items()}
+    write_all(args.metrics, args.initial, args.supervision, recall_ks=ks, data_notes=json_argument(args.data_notes),
+              grid=json_argument(args.figure3_grid), out={k: getattr(args, k) for k in OUTPUTS}, notes=args.note)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
-from dmlrepro import DmlReproError
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DmlReproError(f"invalid JSON argument {text[:80]!r}: {exc}") from exc
+from dmlrepro.io import json_argument
 
 
 def _train(args: argparse.Namespace) -> None:
     from dmlrepro.papers.ssdml.run import train
-    params = _json(args.params)
+    params = json_argument(args.params)
     train(args.dataset, args.raw_root, args.split, args.method, params["method"], params["model"], params["train"],
           args.seed, args.out_dir, args.recall_ks, device=args.device)
 
 
 def _initial(args: argparse.Namespace) -> None:
     from dmlrepro.papers.ssdml.run import initial
-    initial(args.dataset, args.raw_root, args.split, _json(args.model), args.seed, args.out, args.recall_ks,
-            device=args.device, method_cfg=_json(args.method), space=args.retrieval_space, train_cfg=_json(args.train))
+    initial(args.dataset, args.raw_root, args.split, json_argument(args.model), args.seed, args.out, args.recall_ks,
+            device=args.device, method_cfg=json_argument(args.method), space=args.retrieval_space, train_cfg=json_argument(args.train))
 
 
 def _tables(args: argparse.Namespace) -> None:
@@ -50,7 +41,7 @@ def _figure2(args: argparse.Namespace) -> None:
     alpha = figure2.read_alpha_runs(args.alpha_metrics)
     embeddings, labels = figure2.test_embeddings(
         args.dataset, args.raw_root, args.split, {"ours_no_orth": args.model_no_orth, "ours": args.model_ours},
-        _json(args.model), _json(args.method), args.seed, args.points, args.retrieval_space, args.device)
+        json_argument(args.model), json_argument(args.method), args.seed, args.points, args.retrieval_space, args.device)
     figure2.plot_figure2(args.out, convergence, alpha, embeddings, labels, args.seed,
                          DATASET_LABELS.get(args.dataset, args.dataset), args.paper_alpha)
 

@@ -4,22 +4,14 @@ foundation's steps (``image-split``, ``image-pretrain``); these are the paper's 
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
 
 from dmlrepro import DmlReproError
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DmlReproError(f"invalid JSON argument {text[:80]!r}: {exc}") from exc
+from dmlrepro.io import json_argument
 
 
 def _train(args: argparse.Namespace) -> None:
     from dmlrepro.papers.wasserstein.run import train
-    p = _json(args.params)
+    p = json_argument(args.params)
     missing = {"method", "model", "train"} - set(p)
     if missing:
         raise DmlReproError(f"--params: missing key(s) {sorted(missing)}")

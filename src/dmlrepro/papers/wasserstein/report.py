@@ -27,7 +27,7 @@ import pandas as pd
 
 from dmlrepro import DmlReproError
 from dmlrepro.io import write_text
-from dmlrepro.reporting.claims import evaluate_claims, write_claims
+from dmlrepro.reporting.claims import evaluate_claims, stand_in_claims_title, write_claims
 from dmlrepro.reporting.tables import format_mean_std
 
 from .claims import CLAIMS, results_frame
@@ -163,11 +163,7 @@ def claims_table(metric_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
 
 
 def claims_title(datasets: Sequence[str]) -> str:
-    names = ", ".join(dataset_label(d) for d in sorted(set(datasets))) or "no dataset"
-    title = f"Claims of the Wasserstein DML paper (Table 1), checked on {names}"
-    if any(not is_paper_dataset(d) for d in datasets):
-        title += ": a check on the stand-in, not a test of the paper's numbers"
-    return title
+    return stand_in_claims_title("the Wasserstein DML paper (Table 1)", datasets, dataset_label, is_paper_dataset)
 
 
 def write_claims_table(claims: pd.DataFrame, csv_path, md_path, datasets: Sequence[str]) -> None:
