@@ -26,8 +26,10 @@ the batch's bounding-box diameter down to ``blur`` by a factor ``scaling`` a ste
 symmetric update of the four dual potentials (OT(a, b) both ways, OT(a, a), OT(b, b)), plus one
 last extrapolation with gradients. The error column is the largest relative error of ``S_eps``
 against POT's exact ``ot.emd2`` (cost ``||x - y||^2 / 2``) on 16 pairs of the batch: the price
-of a cheaper setting. Timings: median of ``--repeats`` runs (the first included) on the current
-torch threads (``OMP_NUM_THREADS``; the results were taken with 1). Prints a Markdown table and
+of a cheaper setting. Timings: median of ``--repeats`` runs (the first included); on the CPU the
+process's CPU time (``time.process_time``: other processes on a shared machine do not inflate it;
+with more than one torch thread it adds the threads up, so run with ``OMP_NUM_THREADS=1``, as the
+results were), on a GPU wall time after ``torch.cuda.synchronize``. Prints a Markdown table and
 appends it, with a machine line, to ``benchmarks/results/wasserstein.md`` (``--no-save``: print only).
 """
 
@@ -209,14 +211,15 @@ def run(grid, repeats: int, devices, seed: int = 0, head_batches=None, emit=prin
 
     for device in devices:
         batches = head_batches if head_batches is not None else ([32, 112] if device.type == "cuda" else [32])
+        clock = time.perf_counter if device.type == "cuda" else time.process_time
         for setting in settings(device, seed, batches):
             n, points, dim = setting.shape
             w_pairs = n * (n - 1) // 2
             shape = f"{n} x {points} x {dim}"
             base = [device.type, setting.name, shape]
             _, euclid, semihard = losses(0.1, 0.5, dim)
-            _, t_euclid = timed_median(repeats, setting.step, euclid, True)
-            _, t_semi = timed_median(repeats, setting.step, semihard, True)
+            _, t_euclid = timed_median(repeats, setting.step, euclid, True, clock=clock)
+            _, t_semi = timed_median(repeats, setting.step, semihard, True, clock=clock)
             out(base + ["Euclidean triplet (pooled, all triplets): baseline", "-", "-", "-", "-", "-",
                         f"{t_euclid:.4f}", "1"])
             out(base + ["Triplet row of Table 1 (pooled, semi-hard)", "-", "-", "-", "-", "-", f"{t_semi:.4f}",
@@ -225,14 +228,14 @@ def run(grid, repeats: int, devices, seed: int = 0, head_batches=None, emit=prin
                 w_loss, _, _ = losses(blur, scaling, dim)
                 its = sinkhorn_iterations(setting.clouds, blur, scaling)
                 err = max_relative_error(setting.clouds, blur, scaling)
-                _, t = timed_median(repeats, setting.step, w_loss, False)
+                _, t = timed_median(repeats, setting.step, w_loss, False, clock=clock)
                 out(base + [f"W-triplet (S_eps, {w_pairs} pairs)", f"{blur:g}", f"{blur ** 2:.4g}", f"{scaling:g}",
                             str(its), f"{100 * err:.1f}%", f"{t:.3f}", ratio(t / t_euclid)])
     return rows
 
 
 HEADER = ["device", "setting", "images x points x dim", "loss", "blur", "eps = blur^2", "scaling",
-          "Sinkhorn iterations", "max rel. error vs exact OT", "s per step", "x baseline"]
+          "Sinkhorn iterations", "max rel. error vs exact OT", "s per step (CPU: CPU s)", "x baseline"]
 
 
 def main() -> None:
