@@ -107,7 +107,9 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
     wass = papers.get("wasserstein")
     if wass:
         datasets = wass["datasets"]
-        shared_pretrains = [d["pretrain"] for d in foundation.values() if d.get("pretrain")]
+        # a pretraining the foundation, the unified view or the PL manifolds already run is reused
+        shared_pretrains = [d["pretrain"] for p in ("image_foundation", "unified_view", "pl_manifolds")
+                            for d in (papers.get(p) or {}).get("datasets", {}).values() if d.get("pretrain")]
         counts |= {"wasserstein_split": len(datasets),
                    "wasserstein_train": len(datasets) * len(wass["seeds"]) * len(wass["methods"]),
                    "wasserstein_table": len(datasets), "wasserstein_claims": 1,

@@ -30,7 +30,7 @@ rule wasserstein_split:
 
 
 rule wasserstein_pretrain:
-    # only where the image foundation does not pretrain the same backbone the same way (wass_init)
+    # only where no configured image paper pretrains the same backbone the same way (wass_init)
     input:
         lambda w: wass_raw(wass_cfg(w.wass_dataset)["pretrain"]["dataset"]),
     output:

@@ -16,12 +16,18 @@ def wass_raw(dataset):
     return f"resources/images/{dataset}.json"
 
 
+# the papers whose rules write <root>/<dataset>/pretrained.pt from a dataset's `pretrain` block, in the order searched
+WASS_PRETRAIN_SOURCES = (("image_foundation", "results/image_foundation"), ("unified_view", "results/unified_view"),
+                         ("pl_manifolds", "results/pl_manifolds"))
+
+
 def wass_shared_pretrained(pretrain):
-    """The image foundation's backbone when it is pretrained the same way (one pretraining, not two)."""
-    foundation = config["papers"].get("image_foundation", {}).get("datasets", {})
-    for dataset, cfg in foundation.items():
-        if cfg.get("pretrain") == pretrain:
-            return f"results/image_foundation/{dataset}/pretrained.pt"
+    """A backbone another configured image paper pretrains the same way (the image foundation's
+    first): one pretraining job, not one per paper. None when no configured paper does."""
+    for paper, root in WASS_PRETRAIN_SOURCES:
+        for dataset, cfg in config["papers"].get(paper, {}).get("datasets", {}).items():
+            if cfg.get("pretrain") == pretrain:
+                return f"{root}/{dataset}/pretrained.pt"
     return None
 
 

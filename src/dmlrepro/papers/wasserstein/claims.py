@@ -2,8 +2,8 @@
 
 Evaluated on our per-seed results (:func:`results_frame`, every Table 1 metric in percent) with
 the shared verdict rule (means apart by more than ±1 std over seeds), on every dataset that ran
-both rows (``dataset=None``). On the default config that is the Fashion-MNIST stand-in: a check of
-method, not a test of the paper's numbers (the claims table's title says so).
+both rows (``dataset=None``). On the default config those are the Fashion-MNIST and MNIST
+stand-ins: a check of method, not a test of the paper's numbers (the claims table's title says so).
 
 * "wtriplet achieves superior performance in most metrics" (the abstract's result paragraph):
   W-triplet above each of the nine other rows, on each of Table 1's five metrics (45 comparisons;
