@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -150,14 +149,13 @@ def test_pl_matches_naive_loop(centred, check, measure):
     np.testing.assert_allclose(proj(pl.bases.numpy()), proj(bases), atol=1e-8)
 
 
-def test_pl_speed_on_a_batch():
+def test_pl_on_a_full_batch_keeps_shape_dtype_and_orthonormal_bases():
+    # a batch of the paper's size (240 embeddings of 512-d); its speed belongs to a benchmark, not here
     x = torch.nn.functional.normalize(torch.randn(240, 512, dtype=torch.float32), dim=1)
-    piecewise_linear_manifold(x[:20], m=3, n_neighbours=9)    # warm-up
-    t0 = time.perf_counter()
     pl = piecewise_linear_manifold(x, m=3, threshold=0.9, n_neighbours=9)
-    elapsed = time.perf_counter() - t0
     assert pl.bases.shape == (240, 512, 3) and pl.bases.dtype == torch.float32
-    assert elapsed < 1.0, elapsed
+    gram = pl.bases.transpose(1, 2) @ pl.bases
+    assert torch.allclose(gram, torch.eye(3, dtype=gram.dtype).expand_as(gram), atol=1e-4)
 
 
 def test_pl_bad_input():
