@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -380,3 +382,16 @@ def test_input_spec_validation():
         InputSpec(224, 256, 3, "bgr", (0.0,) * 3, (1.0,) * 3)
     with pytest.raises(DmlReproError, match="needs 1 channel"):
         InputSpec(28, None, 3, "grey", (0.5,), (0.5,))
+
+
+def test_small_net_jobs_do_not_import_torchvision():
+    """torchvision costs ~3.6 CPU-s of import per job; the stand-ins' LeNet runs must not pay it."""
+    import subprocess
+    import sys
+    code = ("import sys; import dmlrepro.papers.image_foundation.run; from dmlrepro.models.images import "
+            "build_image_embedder; build_image_embedder('lenet_ssdml', embedding_dim=8); print('torchvision' in sys.modules)")
+    src = Path(__file__).resolve().parents[1] / "src"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-500:]
+    from dmlrepro.models.images import ResNet50Backbone  # still there, on first use
+    assert ResNet50Backbone.__name__ == "ResNet50Backbone"

@@ -19,7 +19,6 @@ from dmlrepro.models.images._embedder import (DEFAULT_WEIGHTS, IMAGE_BACKBONES, 
                                               build_image_embedder, global_pool)
 from dmlrepro.models.images._small import CifarSSDML, LeNetSSDML
 from dmlrepro.models.images._two_head import TwoHeadEmbedder
-from dmlrepro.models.images._torchvision import GoogLeNetBackbone, ResNet50Backbone
 from dmlrepro.models.images._transforms import (CAFFE_MEAN_BGR, GUML_CAFFE_MEAN_BGR, INPUT_SPECS, InputSpec,
                                                 ToCaffeBGR255, build_transforms)
 from dmlrepro.models.images._weights import (WEIGHTS, WeightsFile, default_weights_root, fetch_weights,
@@ -34,3 +33,11 @@ __all__ = [
     "build_transforms", "default_weights_root", "fetch_weights", "global_pool", "pretrained_weights_path", "read_h5_arrays",
     "read_state_dict", "verify_weights_file",
 ]
+
+
+def __getattr__(name: str):
+    # torchvision's backbones on first use only (importing torchvision costs seconds per job)
+    if name in ("GoogLeNetBackbone", "ResNet50Backbone"):
+        from dmlrepro.models.images import _torchvision
+        return getattr(_torchvision, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

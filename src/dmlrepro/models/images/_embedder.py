@@ -29,19 +29,32 @@ from dmlrepro import DmlReproError
 from dmlrepro.models.images._bn_inception import BNInception
 from dmlrepro.models.images._caffe_googlenet import CaffeGoogLeNet
 from dmlrepro.models.images._small import CifarSSDML, LeNetSSDML
-from dmlrepro.models.images._torchvision import GoogLeNetBackbone, ResNet50Backbone
 from dmlrepro.models.images._transforms import INPUT_SPECS, InputSpec
 from dmlrepro.models.images._weights import (load_matching_state_dict, pretrained_weights_path,
                                              read_state_dict)
 
 POOLINGS = ("avg", "max", "avg+max")
 
+
+
+# torchvision's backbones are imported only when built: `import torchvision` costs ~3.6 CPU-s on top
+# of torch (it loads its ops and model zoo), which every small-net job of the default would pay
+def _resnet50() -> nn.Module:
+    from dmlrepro.models.images._torchvision import ResNet50Backbone
+    return ResNet50Backbone()
+
+
+def _googlenet() -> nn.Module:
+    from dmlrepro.models.images._torchvision import GoogLeNetBackbone
+    return GoogLeNetBackbone()
+
+
 # name -> constructor of the backbone module (random init, nothing downloaded)
 IMAGE_BACKBONES: dict[str, Callable[[], nn.Module]] = {
     "lenet_ssdml": LeNetSSDML,
     "cifar_ssdml": CifarSSDML,
-    "resnet50": ResNet50Backbone,
-    "googlenet": GoogLeNetBackbone,
+    "resnet50": _resnet50,
+    "googlenet": _googlenet,
     "googlenet_caffe": CaffeGoogLeNet,
     "bn_inception": BNInception,
 }

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torchvision.transforms import v2
 
 from dmlrepro import DmlReproError
 
@@ -95,6 +94,7 @@ class ToCaffeBGR255(torch.nn.Module):
 def build_transforms(spec: InputSpec, train: bool, *, scale: tuple[float, float] = (0.16, 1.0)) -> Callable:
     """The ``torchvision.transforms.v2`` pipeline from a PIL image (or uint8 CHW tensor) to the
     float tensor ``spec`` describes (module docstring: crops, flips and colour convention)."""
+    from torchvision.transforms import v2  # here, not at import: see _embedder's IMAGE_BACKBONES
     steps: list[Callable] = [v2.RGB() if spec.channels == 3 else v2.Grayscale(num_output_channels=1)]
     if spec.resize is not None:  # ImageNet nets
         steps.append(v2.Resize(spec.resize))
