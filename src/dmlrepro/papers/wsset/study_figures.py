@@ -29,7 +29,7 @@ _EXTERNAL = {"ours_ext", "bert_base"}
 
 
 def _paper_caption(figure: str) -> str:
-    """The paper's claims about ``figure`` (texts from wsset_claims, the one place they are written)."""
+    """The paper's claims about ``figure`` (texts from papers/wsset/claims.py, the one place they are written)."""
     texts = dict.fromkeys(c.text for c in CLAIMS if c.reads == figure)  # in order, each once
     return f"Paper ({figure}): " + " ".join(t if t.endswith(".") else f"{t}." for t in texts)
 
