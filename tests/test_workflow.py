@@ -119,7 +119,9 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
     if plm:
         from dmlrepro.papers.pl_manifolds.methods import TABLE1_ROWS, TABLE3_ROWS, figure3_runs
         datasets, seeds = plm["datasets"], plm["seeds"]
-        shared_pretrains = [d["pretrain"] for d in foundation.values() if d.get("pretrain")]
+        # a pretraining the foundation or the unified view already run is reused
+        shared_pretrains = [d["pretrain"] for p in ("image_foundation", "unified_view")
+                            for d in (papers.get(p) or {}).get("datasets", {}).values() if d.get("pretrain")]
         fig3 = plm.get("figure3", {})
         runs = 0
         for d in datasets.values():

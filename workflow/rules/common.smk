@@ -286,3 +286,18 @@ def paper_rules(paper):
         raise WorkflowError(f"papers.{paper}: {path} does not exist (built-in papers: {', '.join(known)};"
                             " an out-of-tree paper needs paper_plugins.<name>: <its directory>)")
     return str(path.resolve())
+
+
+# image papers whose pretrained backbones a later one reuses, in this order: one pretraining job
+# for each distinct pretrain block, not one per paper
+PRETRAIN_PROVIDERS = ("image_foundation", "unified_view", "pl_manifolds", "wasserstein")
+
+
+def shared_pretrained(pretrain, paper):
+    """results/<p>/<dataset>/pretrained.pt of the first configured paper p before ``paper`` in
+    PRETRAIN_PROVIDERS that pretrains the same way; None when none does."""
+    for provider in PRETRAIN_PROVIDERS[: PRETRAIN_PROVIDERS.index(paper)]:
+        for dataset, cfg in config.get("papers", {}).get(provider, {}).get("datasets", {}).items():
+            if cfg.get("pretrain") == pretrain:
+                return f"results/{provider}/{dataset}/pretrained.pt"
+    return None

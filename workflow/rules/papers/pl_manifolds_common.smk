@@ -21,21 +21,12 @@ def plm_raw(dataset):
     return f"resources/images/{dataset}.json"
 
 
-def plm_shared_pretrained(pretrain):
-    """The image foundation's backbone when it is pretrained the same way (one pretraining, not two)."""
-    foundation = config["papers"].get("image_foundation", {}).get("datasets", {})
-    for dataset, cfg in foundation.items():
-        if cfg.get("pretrain") == pretrain:
-            return f"results/image_foundation/{dataset}/pretrained.pt"
-    return None
-
-
 def plm_init(dataset):
     """What a run starts from: a backbone pretrained on another dataset (the foundation's when it is
     the same), the catalog's ImageNet weights, or nothing."""
     cfg = plm_cfg(dataset)
     if cfg.get("pretrain"):
-        return plm_shared_pretrained(cfg["pretrain"]) or f"{PLM_ROOT}/{dataset}/pretrained.pt"
+        return shared_pretrained(cfg["pretrain"], "pl_manifolds") or f"{PLM_ROOT}/{dataset}/pretrained.pt"
     if cfg["model"].get("pretrained") is True:
         return weights_path(cfg["model"]["backbone"])
     return cfg["model"].get("pretrained") or []

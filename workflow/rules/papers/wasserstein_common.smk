@@ -16,27 +16,12 @@ def wass_raw(dataset):
     return f"resources/images/{dataset}.json"
 
 
-# the papers whose rules write <root>/<dataset>/pretrained.pt from a dataset's `pretrain` block, in the order searched
-WASS_PRETRAIN_SOURCES = (("image_foundation", "results/image_foundation"), ("unified_view", "results/unified_view"),
-                         ("pl_manifolds", "results/pl_manifolds"))
-
-
-def wass_shared_pretrained(pretrain):
-    """A backbone another configured image paper pretrains the same way (the image foundation's
-    first): one pretraining job, not one per paper. None when no configured paper does."""
-    for paper, root in WASS_PRETRAIN_SOURCES:
-        for dataset, cfg in config["papers"].get(paper, {}).get("datasets", {}).items():
-            if cfg.get("pretrain") == pretrain:
-                return f"{root}/{dataset}/pretrained.pt"
-    return None
-
-
 def wass_init(dataset):
     """What a run starts from: a backbone pretrained on another dataset (the foundation's when it is
     the same), the catalog's ImageNet weights, or nothing."""
     cfg = wass_cfg(dataset)
     if cfg.get("pretrain"):
-        return wass_shared_pretrained(cfg["pretrain"]) or f"{WASS_ROOT}/{dataset}/pretrained.pt"
+        return shared_pretrained(cfg["pretrain"], "wasserstein") or f"{WASS_ROOT}/{dataset}/pretrained.pt"
     if cfg["model"].get("pretrained") is True:
         return weights_path(cfg["model"]["backbone"])
     return cfg["model"].get("pretrained") or []
