@@ -250,7 +250,8 @@ def test_paper_config_builds_the_full_dag(tmp_path):
         assert f"results/unified_view/tables/table1_{name}.md" in res.stdout
     assert counts["unified_view_train"] == 4 * 3 * 7 and counts["unified_view_initial"] == 4 * 3
     # the paper's settings reach the run's command line (Sec. 6; batch 80 from the official code)
-    cub = next(j for j in res.stdout.split("rule unified_view_train:")[1:] if "--dataset cub200" in j)
+    jobs = re.split(r"\n(?=(?:local)?rule \w+:)", res.stdout)  # one block per planned job, in any order
+    cub = next(j for j in jobs if j.startswith("rule unified_view_train:") and "--dataset cub200" in j)
     for setting in ('"backbone": "bn_inception"', '"embedding_dim": 512', '"lr": 1e-05', '"batch_size": 80',
                     '"m": 5', '"beta": 50.0', '--recall-ks 1 2 4 8 16 32'):
         assert setting in cub, setting
