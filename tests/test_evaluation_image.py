@@ -10,6 +10,7 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN, FaissKMeans
 from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics.cluster import pair_confusion_matrix
 
 from dmlrepro import DmlReproError
 from dmlrepro.evaluation.image_retrieval import (
@@ -20,6 +21,7 @@ from dmlrepro.evaluation.image_retrieval import (
     map_at_k,
     map_at_r,
     nmi_and_f1,
+    normalized_mutual_info,
     pairwise_f1,
     recall_at_k,
 )
@@ -95,6 +97,21 @@ def test_nmi_and_f1_on_separated_groups():
     nmi, f1 = nmi_and_f1(x, LINE_Y)  # k-means finds {0,1,2} {3,4,5} whatever the labels
     assert f1 == pytest.approx(1 / 3)
     assert nmi == pytest.approx(normalized_mutual_info_score(LINE_Y, [0, 0, 0, 1, 1, 1]))
+
+
+@pytest.mark.parametrize("n_classes,n_clusters,n", [(1, 1, 5), (1, 3, 9), (3, 1, 9), (4, 6, 50), (10, 10, 300), (7, 50, 60)])
+def test_nmi_and_pair_f1_equal_scikit_learn(n_classes, n_clusters, n):
+    # ours avoids importing scikit-learn in every job; it must be the same function, limit cases included
+    rng = np.random.default_rng(n_classes * 100 + n_clusters)
+    for _ in range(5):
+        y = rng.integers(0, n_classes, n) * 3 + 1  # arbitrary label values
+        c = rng.integers(0, n_clusters, n)
+        assert normalized_mutual_info(y, c) == pytest.approx(
+            normalized_mutual_info_score(y, c, average_method="arithmetic"), abs=1e-12)
+        pairs = pair_confusion_matrix(y, c)
+        denom = 2 * pairs[1, 1] + pairs[0, 1] + pairs[1, 0]
+        assert pairwise_f1(y, c) == pytest.approx(1.0 if denom == 0 else 2.0 * pairs[1, 1] / denom, abs=1e-12)
+    assert normalized_mutual_info(np.arange(6), np.arange(6)) == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------------------- dense brute force

@@ -43,14 +43,16 @@ Let rel_i(q) = 1 if the i-th nearest reference of q is relevant, P_i(q) = (1/i) 
 * **NMI** (Roth et al. ``metrics/nmi.py``; PML ``NMI``): k-means with k = number of distinct labels
   (``faiss.Kmeans``, niter = 20, ``seed``; ``min_points_per_centroid = 1`` and no subsampling,
   ``max_points_per_centroid = 1e9``, as in Roth et al.), each point assigned to its nearest
-  centroid, then scikit-learn's ``normalized_mutual_info_score`` with **arithmetic averaging**,
-  NMI = I(Y; C) / ((H(Y) + H(C)) / 2) (sklearn's default since 0.22; geometric before).
+  centroid, then NMI with **arithmetic averaging**, NMI = I(Y; C) / ((H(Y) + H(C)) / 2)
+  (scikit-learn's ``normalized_mutual_info_score`` default since 0.22; geometric before), computed
+  here from the contingency table with scikit-learn's limit cases (tested equal to it): importing
+  scikit-learn costs ~2 s of CPU in every training job for two sums.
 * **F1** (Song et al. 2017 "Deep metric learning via facility location"; Roth et al.
   ``metrics/f1.py``): pairwise F1 of the same clustering against the labels. Over unordered pairs,
   TP = #pairs in the same cluster and the same class, precision = TP / #pairs in the same cluster,
   recall = TP / #pairs in the same class, F1 = 2 TP / (#same-cluster + #same-class pairs). Pairs
-  are counted from the contingency table (scikit-learn's ``pair_confusion_matrix``), never by an
-  n^2 loop. (Roth's code swaps the names of precision and recall; F1 is symmetric, so the value
+  are counted from the contingency table (as scikit-learn's ``pair_confusion_matrix``), never by
+  an n^2 loop. (Roth's code swaps the names of precision and recall; F1 is symmetric, so the value
   is the same.) If no two points share a class or a cluster, F1 is defined as 1 (both partitions
   are all singletons and agree; scikit-learn's convention for pair-counting scores).
 
@@ -87,8 +89,6 @@ from typing import Iterable, Iterator
 
 import faiss
 import numpy as np
-from sklearn.metrics import normalized_mutual_info_score
-from sklearn.metrics.cluster import pair_confusion_matrix
 
 from dmlrepro import DmlReproError
 
@@ -97,6 +97,7 @@ __all__ = [
     "recall_at_k",
     "nmi_and_f1",
     "pairwise_f1",
+    "normalized_mutual_info",
     "map_at_r",
     "map_at_k",
     "evaluate_image_embeddings",
@@ -357,12 +358,42 @@ def _kmeans_assign(x: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     return assign[:, 0]
 
 
+def _contingency(labels: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """counts[i, j] = #points of class i in cluster j."""
+    _, y = np.unique(labels, return_inverse=True)
+    _, c = np.unique(clusters, return_inverse=True)
+    counts = np.zeros((int(y.max(initial=-1)) + 1, int(c.max(initial=-1)) + 1), dtype=np.int64)
+    np.add.at(counts, (y.ravel(), c.ravel()), 1)
+    return counts
+
+
+def _pairs(counts: np.ndarray) -> int:
+    return int((counts * (counts - 1) // 2).sum())
+
+
 def pairwise_f1(labels: np.ndarray, clusters: np.ndarray) -> float:
     """Pairwise F1 of a clustering against labels (see the module docstring); O(n + contingency)."""
-    pairs = pair_confusion_matrix(labels, clusters)  # ordered pairs: every count is doubled, ratios unchanged
-    tp = int(pairs[1, 1])
-    denom = 2 * tp + int(pairs[0, 1]) + int(pairs[1, 0])
+    counts = _contingency(labels, clusters)
+    tp = _pairs(counts)
+    denom = _pairs(counts.sum(axis=1)) + _pairs(counts.sum(axis=0))  # same-class + same-cluster pairs
     return 1.0 if denom == 0 else 2.0 * tp / denom
+
+
+def normalized_mutual_info(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """NMI with arithmetic averaging, scikit-learn's ``normalized_mutual_info_score`` formula."""
+    counts = _contingency(labels, clusters)
+    if counts.shape[0] == counts.shape[1] == 1 or counts.size == 0:
+        return 1.0  # one class and one cluster (or nothing): the partitions agree
+    n = counts.sum()
+    p_ij = counts[counts > 0] / n
+    rows, cols = np.nonzero(counts)
+    a = counts.sum(axis=1) / n
+    b = counts.sum(axis=0) / n
+    mi = max(float(np.sum(p_ij * (np.log(p_ij) - np.log(a[rows]) - np.log(b[cols])))), 0.0)
+    if mi == 0.0:
+        return 0.0
+    entropy = lambda p: float(-np.sum(p[p > 0] * np.log(p[p > 0])))  # noqa: E731
+    return mi / max((entropy(a) + entropy(b)) / 2.0, np.finfo(np.float64).eps)
 
 
 def nmi_and_f1(emb, labels, n_clusters: int | None = None, seed: int = 0) -> tuple[float, float]:
@@ -376,7 +407,7 @@ def nmi_and_f1(emb, labels, n_clusters: int | None = None, seed: int = 0) -> tup
     if k > x.shape[0]:
         raise DmlReproError(f"n_clusters={k} exceeds the {x.shape[0]} points to cluster")
     clusters = _kmeans_assign(x, k, seed)
-    nmi = float(normalized_mutual_info_score(y, clusters, average_method="arithmetic"))
+    nmi = normalized_mutual_info(y, clusters)
     return nmi, pairwise_f1(y, clusters)
 
 

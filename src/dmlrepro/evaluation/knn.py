@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.neighbors import KNeighborsClassifier
 
 from dmlrepro import DmlReproError
 
@@ -74,6 +73,8 @@ def weighted_knn_accuracy(dist_query_gallery, gallery_labels, query_labels, k: i
         raise DmlReproError(f"knn k={k} exceeds the gallery size {n_gallery}")
     if n_query == 0:
         raise DmlReproError("dist_query_gallery has no query rows; kNN accuracy is undefined")
+
+    from sklearn.neighbors import KNeighborsClassifier  # 2 s of import: only WSSET's kNN needs it
 
     clf = KNeighborsClassifier(n_neighbors=int(k), weights="distance", metric="precomputed", algorithm="brute")
     # With metric="precomputed", fit() only stores the (square) gallery matrix and never reads
