@@ -47,7 +47,7 @@ class _CountingHook(Hook):
         self.steps = state["steps"]
 
 
-def _trainer(tmp_path, epochs=3, checkpoint_every=0, seed=0):
+def _trainer(tmp_path, epochs=3, checkpoint_every=0, seed=0, monitor=True):
     torch.manual_seed(seed)
     x, labels = _data()
     model = _Net()
@@ -71,7 +71,7 @@ def _trainer(tmp_path, epochs=3, checkpoint_every=0, seed=0):
     trainer = Trainer(model, objective, optimizer,
                       plan=lambda e: m_per_class_plan(rows, labels, m=3, batch_size=12, iterations=4, seed=seed, epoch=e),
                       load=load, epochs=epochs, checkpoint=tmp_path / "ckpt.pt", signature="test",
-                      validate=score, selection_metric="recall@1", monitor=score, hooks=[hook],
+                      validate=score, selection_metric="recall@1", monitor=score if monitor else None, hooks=[hook],
                       checkpoint_every=checkpoint_every, progress=False)
     return trainer, hook
 
@@ -88,6 +88,16 @@ def test_selection_keeps_the_best_validation_epoch(tmp_path):
     assert result.best_epoch == 1 + scores.index(max(scores))
     assert hook.steps == 3 * 4
     assert all("test_recall@1" in row for row in result.history)
+
+
+def test_the_test_monitor_changes_nothing_but_the_history(tmp_path):
+    # the papers' `monitor_test: false` skips a test embedding per epoch; the model must not notice
+    with_monitor, _ = _trainer(tmp_path / "a")
+    without, _ = _trainer(tmp_path / "b", monitor=False)
+    a, b = with_monitor.fit(), without.fit()
+    assert all(torch.equal(v, _state(without.model)[k]) for k, v in _state(with_monitor.model).items())
+    assert (a.best_epoch, a.best_score) == (b.best_epoch, b.best_score)
+    assert not any("test_recall@1" in row for row in b.history)
 
 
 def test_resume_after_an_interrupted_epoch_gives_the_same_model(tmp_path):

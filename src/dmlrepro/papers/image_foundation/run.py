@@ -151,10 +151,12 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
         load=ImageBatches(index, spec, train_tf, labels=index.labels, device=device,
                           num_workers=int(train_cfg.get("num_workers", 0))),
         epochs=int(train_cfg.get("epochs", 5)), checkpoint=out_dir / "checkpoint" / "last.pt",
-        signature=run_signature(dataset, method, method_cfg, model_cfg, {k: v for k, v in train_cfg.items() if k != "device"},
+        signature=run_signature(dataset, method, method_cfg, model_cfg,
+                                {k: v for k, v in train_cfg.items() if k not in ("device", "monitor_test")},
                              seed, split.fit.tolist(), split.val.tolist(),
                              hashlib.sha256(Path(init).read_bytes()).hexdigest() if init else None),
-        validate=val_recall1, selection_metric="recall@1", monitor=test_recall1,
+        validate=val_recall1, selection_metric="recall@1",
+        monitor=test_recall1 if train_cfg.get("monitor_test", True) else None,
         eval_every=int(train_cfg.get("eval_every", 1)), checkpoint_every=int(train_cfg.get("checkpoint_every", 0)),
         device=device, amp=bool(train_cfg.get("amp", False)), name=f"{method} seed {seed}")
     result = trainer.fit(after_epoch)
