@@ -191,3 +191,33 @@ def test_m_per_class_plan_refuses_a_class_smaller_than_m():
 def test_shuffled_plan_covers_every_row_once():
     batches = shuffled_plan(np.arange(50), batch_size=10, seed=0, epoch=1)
     assert sorted(np.concatenate(batches).tolist()) == list(range(50))
+
+
+def test_max_grad_norm_bounds_each_sgd_step(tmp_path):
+    # with SGD (no momentum) a step moves the parameters by lr x the clipped gradient: norm <= lr x max_grad_norm
+    from dmlrepro.training.schedules import linear_warmup_decay
+    torch.manual_seed(0)
+    x, labels = _data()
+    model = _Net()
+    objective = MetricLossObjective(components.build("losses", {"name": "MultiSimilarityLoss"}))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    schedule = linear_warmup_decay(optimizer, total_steps=4, warmup_ratio=0.0)
+    rows = np.arange(len(labels))
+    moves, before = [], {}
+
+    class Watch(Hook):
+        def on_step_end(self, trainer, batch, loss):
+            flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+            moves.append(float((flat - before["flat"]).norm()))
+            before["flat"] = flat
+
+    before["flat"] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    trainer = Trainer(model, objective, optimizer,
+                      plan=lambda e: m_per_class_plan(rows, labels, m=3, batch_size=12, iterations=4, seed=0, epoch=e),
+                      load=lambda planned: (Batch(x[r], torch.from_numpy(labels[r]), r) for r in planned),
+                      epochs=1, checkpoint=tmp_path / "ckpt.pt", signature="clip", hooks=[Watch(), schedule],
+                      max_grad_norm=1e-3, progress=False)
+    trainer.fit()
+    lrs = [0.5, 0.375, 0.25, 0.125]  # the lr each step used: linear decay to 0 over 4 steps
+    assert len(moves) == 4 and all(m > 0 for m in moves)
+    assert all(m <= lr * 1e-3 * (1 + 1e-4) for m, lr in zip(moves, lrs))

@@ -110,7 +110,7 @@ class Trainer:
                  selection_metric: str | None = None, monitor: Callable[[nn.Module], dict[str, float]] | None = None,
                  hooks: Sequence[Hook] = (), eval_every: int = 1, checkpoint_every: int = 0,
                  device: str | torch.device = "cpu", amp: bool = False, progress: bool = True,
-                 name: str = "train"):
+                 max_grad_norm: float | None = None, name: str = "train"):
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.plan, self.load = plan, load
         self.epochs, self.eval_every, self.checkpoint_every = int(epochs), max(1, int(eval_every)), int(checkpoint_every)
@@ -124,6 +124,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.progress, self.name = progress, name
+        self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"epoch": 0, "score": None, "state": None}
         self.epoch, self.iteration = 0, 0   # last finished epoch; iterations taken in the current one
@@ -194,6 +195,10 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             if loss.requires_grad:  # a batch with no active term leaves the parameters alone
                 self.scaler.scale(loss).backward()
+                if self.max_grad_norm is not None:  # the norm of the true gradient, over every optimised parameter
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                             self.max_grad_norm)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             value = float(loss.detach())

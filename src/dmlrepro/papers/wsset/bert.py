@@ -38,12 +38,15 @@ fine-tuning protocol. Our choices, all of them the standard BERT classification 
   computed on the returned **L2-normalised pooled embeddings** with Euclidean distance, the
   same evaluation code as every other method (not on the classifier's predictions).
 
-A checkpoint is written atomically after every epoch (``out_dir/checkpoint/``; with
-bert-base about 1.3 GB for weights and AdamW moments, plus 0.4 GB for the best epoch's
-weights). A re-started run with the same configuration resumes from it and returns what an
-uninterrupted run returns (each epoch's batch order and dropout come from ``(seed, epoch)``);
-a checkpoint written for another configuration is ignored with a warning. The device is not
-part of the configuration: a run may resume on another one.
+Training runs on the shared trainer (``training/loop.py``): the pooled encoder is its model,
+the classifier lives in the objective, the warm-up/decay schedule is a hook
+(``training/schedules.py``) and gradient clipping the trainer's ``max_grad_norm``. Its
+checkpoint (``out_dir/checkpoint/last.pt``, written atomically after every epoch; with bert-base
+about 1.3 GB for weights and AdamW moments, plus 0.4 GB for the best epoch's weights) lets a
+re-started run with the same configuration resume and return what an uninterrupted run returns
+(each epoch's batch order comes from ``(seed, epoch)``, dropout from the RNG state the checkpoint
+carries); a checkpoint written for another configuration is ignored with a warning. The device
+is not part of the configuration: a run may resume on another one.
 """
 
 from __future__ import annotations
@@ -53,7 +56,6 @@ import json
 import logging
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -63,8 +65,8 @@ from torch import nn
 
 from dmlrepro import DmlReproError
 from dmlrepro.evaluation.knn import embedding_distances, weighted_knn_accuracy
-from dmlrepro.io import atomic_path
-from dmlrepro.training.loop import write_history
+from dmlrepro.training.loop import Batch, Objective, Trainer, write_history
+from dmlrepro.training.schedules import linear_warmup_decay
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ ADAM_EPS = 1e-8
 MAX_GRAD_NORM = 1.0
 EVAL_BATCH_SIZE = 64
 # bump when a change here would make an old checkpoint resume into a different result
-_PROTOCOL_VERSION = 1
+_PROTOCOL_VERSION = 2  # 2: the shared trainer (training/loop.py)
 _NEEDS_GPU_AND_INTERNET = ("the BERT_BASE row downloads its pretrained weights at run time: run it on a "
                            "GPU machine with internet (config/paper.yaml), or pass a local directory "
                            "written with save_pretrained as model_name")
@@ -102,7 +104,6 @@ def finetune_bert(texts: Sequence[str], labels: np.ndarray, fit: np.ndarray, val
     fit, val = np.asarray(fit, np.int64), np.asarray(val, np.int64)
     _check_arguments(len(texts), labels, fit, val, max_length, epochs, batch_size, warmup_ratio, pooling, knn_k)
     out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoint"
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                                 else "cpu" if device == "auto" else device)
     if torch_device.type == "cuda" and not torch.cuda.is_available():
@@ -116,94 +117,68 @@ def finetune_bert(texts: Sequence[str], labels: np.ndarray, fit: np.ndarray, val
     if max_positions is not None and max_length > max_positions:
         raise DmlReproError(f"max_length={max_length} exceeds the {max_positions} positions of '{model_name}'")
     classes = np.unique(labels[fit])
-    classifier = nn.Sequential(nn.Dropout(float(getattr(encoder.config, "hidden_dropout_prob", 0.1))),
-                               nn.Linear(hidden, len(classes)))
-    encoder.to(torch_device)
-    classifier.to(torch_device)
+    model = _PooledEncoder(encoder, pooling)
+    objective = _ClassifierObjective(hidden, len(classes), float(getattr(encoder.config, "hidden_dropout_prob", 0.1)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     token_ids = tokenizer(texts, truncation=True, max_length=int(max_length))["input_ids"]
-    fit_targets = torch.from_numpy(np.searchsorted(classes, labels[fit])).to(torch_device)
+    fit_targets = torch.from_numpy(np.searchsorted(classes, labels[fit]))
 
-    steps_per_epoch = math.ceil(len(fit) / batch_size)
-    total_steps = steps_per_epoch * epochs
-    optimiser = torch.optim.AdamW(_parameter_groups([encoder, classifier], weight_decay), lr=lr,
+    optimiser = torch.optim.AdamW(_parameter_groups([encoder, objective], weight_decay), lr=lr,
                                   betas=ADAM_BETAS, eps=ADAM_EPS)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, _linear_warmup_decay(math.ceil(total_steps * warmup_ratio), total_steps))
+    schedule = linear_warmup_decay(optimiser, math.ceil(len(fit) / batch_size) * epochs, warmup_ratio)
+
+    def plan(epoch: int) -> list[np.ndarray]:
+        # epoch e's batch order comes from (seed, e); dropout from the torch RNG the checkpoints carry
+        order = np.random.default_rng([seed, epoch]).permutation(len(fit))
+        return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+    def load(batches: Sequence[np.ndarray]):
+        for rows in batches:
+            yield Batch(_pad([token_ids[i] for i in fit[rows]], pad_id, torch_device),
+                        fit_targets[torch.from_numpy(rows)].to(torch_device), rows)
+
+    def validate(net: nn.Module) -> dict[str, float]:
+        emb = _embed(encoder, token_ids, np.concatenate([fit, val]), pooling, pad_id, torch_device)
+        return {"accuracy": weighted_knn_accuracy(embedding_distances(emb[len(fit):], emb[:len(fit)]),
+                                                  labels[fit], labels[val], knn_k)}
 
     config = {"model_name": model_name, "max_length": int(max_length), "epochs": int(epochs),
               "batch_size": int(batch_size), "lr": float(lr), "weight_decay": float(weight_decay),
               "warmup_ratio": float(warmup_ratio), "pooling": pooling, "seed": int(seed), "knn_k": int(knn_k),
               "protocol": _PROTOCOL_VERSION, "model_config": encoder.config.to_json_string()}
-    signature = _signature(config, texts, labels, fit, val)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": 0, "val_accuracy": None, "file": None}
-    start_epoch = 1
-    resumed = _load_checkpoint(ckpt_dir, signature, torch_device)
-    if resumed is not None:
-        encoder.load_state_dict(resumed["encoder"])
-        classifier.load_state_dict(resumed["classifier"])
-        optimiser.load_state_dict(resumed["optimiser"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        history, best, start_epoch = resumed["history"], resumed["best"], resumed["epoch"] + 1
-        log.info("resuming BERT fine-tuning from epoch %d (%s)", start_epoch, ckpt_dir)
-
-    for epoch in range(start_epoch, epochs + 1):
-        t0 = time.perf_counter()
-        # epoch e's batch order and dropout masks come from (seed, e): a resumed run repeats them
-        rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(len(fit))
-        torch.manual_seed(int(rng.integers(2**63 - 1)))
-        encoder.train()
-        classifier.train()
-        losses, counts = [], []
-        progress = _progress(range(0, len(order), batch_size), f"BERT epoch {epoch}/{epochs}")
-        for start in progress:
-            rows = order[start:start + batch_size]
-            input_ids, mask = _pad([token_ids[i] for i in fit[rows]], pad_id, torch_device)
-            logits = classifier(_pooled(encoder, input_ids, mask, pooling))
-            loss = nn.functional.cross_entropy(logits, fit_targets[torch.from_numpy(rows).to(torch_device)])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(list(encoder.parameters()) + list(classifier.parameters()), MAX_GRAD_NORM)
-            optimiser.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-            counts.append(len(rows))
-        row: dict[str, Any] = {"epoch": epoch, "loss": float(np.average(losses, weights=counts)),
-                               "val_accuracy": "", "seconds": 0.0}
-        improved = False
-        if len(val):
-            emb = _embed(encoder, token_ids, np.concatenate([fit, val]), pooling, pad_id, torch_device)
-            acc = weighted_knn_accuracy(embedding_distances(emb[len(fit):], emb[:len(fit)]),
-                                        labels[fit], labels[val], knn_k)
-            row["val_accuracy"] = acc
-            improved = best["val_accuracy"] is None or acc > best["val_accuracy"]
-        if improved:
-            best = {"epoch": epoch, "val_accuracy": row["val_accuracy"], "file": f"best-epoch{epoch}.pt"}
-            _save_torch(ckpt_dir / best["file"], {"encoder": encoder.state_dict(), "epoch": epoch})
-        elif not len(val):  # no validation: the last state is the selected one
-            best = {"epoch": epoch, "val_accuracy": None, "file": None}
-        row["seconds"] = round(time.perf_counter() - t0, 3)
-        history.append(row)
-        log.info("BERT epoch %d/%d loss %.4f val_acc %s (%.1fs)", epoch, epochs, row["loss"],
-                 f"{row['val_accuracy']:.2f}" if row["val_accuracy"] != "" else "-", row["seconds"])
-        _save_torch(ckpt_dir / "last.pt", {
-            "encoder": encoder.state_dict(), "classifier": classifier.state_dict(),
-            "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
-            "history": history, "best": best, "signature": signature})
-        _remove_stale_best_files(ckpt_dir, keep=best["file"])
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-
-    if best["file"] is not None:
-        encoder.load_state_dict(torch.load(ckpt_dir / best["file"], map_location=torch_device,
-                                           weights_only=True)["encoder"])
-    log.info("BERT: selected epoch %d (val kNN accuracy %s)", best["epoch"],
-             "-" if best["val_accuracy"] is None else f"{best['val_accuracy']:.2f}")
+    trainer = Trainer(model, objective, optimiser, plan=plan, load=load, epochs=int(epochs),
+                      checkpoint=out_dir / "checkpoint" / "last.pt",
+                      signature=_signature(config, texts, labels, fit, val),
+                      validate=validate if len(val) else None, selection_metric="accuracy" if len(val) else None,
+                      hooks=[schedule], device=torch_device, max_grad_norm=MAX_GRAD_NORM, name="BERT")
+    result = trainer.fit(on_epoch_end)
+    log.info("BERT: selected epoch %d (val kNN accuracy %s)", result.best_epoch,
+             "-" if result.best_score is None else f"{result.best_score:.2f}")
     embeddings = _embed(encoder, token_ids, np.arange(len(texts)), pooling, pad_id, torch_device)
-    write_history(out_dir / "history.csv", history, HISTORY_COLUMNS)
+    write_history(out_dir / "history.csv", result.history, HISTORY_COLUMNS)
     return embeddings
+
+
+class _PooledEncoder(nn.Module):
+    """The pretrained encoder read through its pooling: the model the trainer optimises and selects."""
+
+    def __init__(self, encoder: nn.Module, pooling: str):
+        super().__init__()
+        self.encoder, self.pooling = encoder, pooling
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return _pooled(self.encoder, input_ids, mask, self.pooling)
+
+
+class _ClassifierObjective(Objective):
+    """Dropout, one linear layer, cross-entropy: BERT's classification head on the pooled vector."""
+
+    def __init__(self, hidden: int, n_classes: int, dropout: float):
+        super().__init__()
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+
+    def forward(self, model, batch):
+        return nn.functional.cross_entropy(self.head(model(*batch.inputs)), batch.labels), len(batch.index)
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -285,20 +260,6 @@ def _parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dic
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _linear_warmup_decay(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return step / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-    return factor
-
-
-def _progress(iterable, description: str):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, desc=description, leave=False, disable=None)  # None: off when not a terminal
 
 
 # ---------------------------------------------------------------------------------- checks and files
@@ -335,29 +296,3 @@ def _signature(config: dict[str, Any], texts: list[str], labels: np.ndarray, fit
         h.update(index.tobytes())
         h.update(np.asarray(labels[index]).astype(str).tobytes())
     return h.hexdigest()
-
-
-def _load_checkpoint(ckpt_dir: Path, signature: str, device: torch.device) -> dict[str, Any] | None:
-    path = ckpt_dir / "last.pt"
-    if not path.exists():
-        return None
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    if ckpt.get("signature") != signature:
-        log.warning("ignoring checkpoint %s: written for another configuration", path)
-        return None
-    if ckpt["best"]["file"] is not None and not (ckpt_dir / ckpt["best"]["file"]).exists():
-        log.warning("ignoring checkpoint %s: its best-epoch file %s is missing", path, ckpt["best"]["file"])
-        return None
-    return ckpt
-
-
-def _save_torch(path: Path, obj: dict[str, Any]) -> None:
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save(obj, tmp)
-
-
-def _remove_stale_best_files(ckpt_dir: Path, keep: str | None) -> None:
-    # only after last.pt names the new best file, so a crash never leaves last.pt without one
-    for path in ckpt_dir.glob("best-epoch*.pt"):
-        if path.name != keep:
-            path.unlink(missing_ok=True)
