@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import math
+import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,6 +47,7 @@ from dmlrepro.io import write_text
 from dmlrepro.reporting.tables import format_mean_std, table_markdown
 
 __all__ = [
+    "runs_frame", "recall_metrics",
     "HOLDS", "DOES_NOT_HOLD", "UNDECIDED", "NOT_RUN", "VERDICTS", "RESULT_COLUMNS", "CLAIM_COLUMNS",
     "Rows", "ClaimSpec", "verdict", "evaluate_claims", "write_claims", "load_specs", "stand_in_claims_title",
 ]
@@ -275,3 +279,26 @@ def load_specs(target: str) -> list[ClaimSpec]:
     if not all(isinstance(s, ClaimSpec) for s in specs):
         raise DmlReproError(f"--claims {target!r}: not a list of ClaimSpec")
     return list(specs)
+
+
+def recall_metrics(test: dict) -> dict[str, float]:
+    """``{"R@k": value}`` of a run's ``test`` block (``recall@k`` keys), in the block's order."""
+    return {f"R@{k.split('@')[1]}": v for k, v in test.items() if k.startswith("recall@")}
+
+
+def runs_frame(metric_files: Iterable[str | os.PathLike], metrics: Callable[[dict], dict[str, float]] = recall_metrics,
+               dataset: Callable[[dict], str] = lambda rec: rec["dataset"]) -> pd.DataFrame:
+    """The per-seed results table (:data:`RESULT_COLUMNS`) of image runs from their
+    ``metrics.json`` (``{dataset, method, seed, test: {...}}``): one row per run and metric,
+    ``metrics(test)`` naming the metrics (fractions, reported in percent), ``split`` = the seed."""
+    rows = []
+    for path in metric_files:
+        try:
+            rec = json.loads(Path(path).read_text())
+            base = {"dataset": dataset(rec), "method": rec["method"], "study": "", "setting": math.nan,
+                    "split": int(rec["seed"])}
+            values = {name: 100.0 * float(v) for name, v in metrics(rec["test"]).items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DmlReproError(f"{path}: not a run's metrics.json ({exc!r})") from exc
+        rows.extend({**base, "metric": name, "value": value} for name, value in values.items())
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))

@@ -15,16 +15,12 @@ comparison, the verdict "holds" or "does not hold").
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from dmlrepro import DmlReproError
-from dmlrepro.reporting.claims import DOES_NOT_HOLD, HOLDS, RESULT_COLUMNS, ClaimSpec, Rows
+from dmlrepro.reporting.claims import DOES_NOT_HOLD, HOLDS, ClaimSpec, Rows, runs_frame
 
 from .methods import figure3_runs
 
@@ -56,18 +52,7 @@ def claims_for(grid: dict[str, list] | None) -> list[ClaimSpec]:
 def results_frame(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """One row per run and R@K, in percent, ``split`` = the seed; the dataset is tagged with the
     embedding dimension (``cub200@128``) so that claims compare runs of one dimension only."""
-    rows = []
-    for path in metric_files:
-        try:
-            rec = json.loads(Path(path).read_text())
-            base = {"dataset": f"{rec['dataset']}@{rec['embedding_dim']}", "method": rec["method"], "study": "",
-                    "setting": math.nan, "split": int(rec["seed"])}
-            recalls = {k: v for k, v in rec["test"].items() if k.startswith("recall@")}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DmlReproError(f"{path}: not a run's metrics.json ({exc!r})") from exc
-        rows.extend({**base, "metric": f"R@{k.split('@')[1]}", "value": 100.0 * float(v)} for k, v in recalls.items())
-    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-
+    return runs_frame(metric_files, dataset=lambda rec: f"{rec['dataset']}@{rec['embedding_dim']}")
 
 def table2_claims(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """Ours vs each baseline on purity and correlation, per dataset (Table 2's caption)."""

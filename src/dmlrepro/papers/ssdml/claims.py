@@ -7,15 +7,13 @@ visible as "not run".
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
 from dmlrepro.papers.ssdml.paper_values import BASELINES, DATASETS, METHOD_LABELS
-from dmlrepro.reporting.claims import RESULT_COLUMNS, ClaimSpec, Rows
+from dmlrepro.reporting.claims import ClaimSpec, Rows, runs_frame
 
 CLAIMS: list[ClaimSpec] = []
 for _ds in DATASETS:
@@ -40,19 +38,10 @@ CLAIMS.append(ClaimSpec(
 
 
 def results_table(metric_files: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per (run, metric): NMI and R@K in %, ``split`` = the seed (:data:`RESULT_COLUMNS`)."""
-    rows = []
-    for path in metric_files:
-        rec = json.loads(Path(path).read_text())
-        base = {"dataset": rec["dataset"], "method": rec["method"], "study": "", "setting": math.nan,
-                "split": rec["seed"]}
-        for key, value in rec["test"].items():
-            if key == "nmi":
-                rows.append({**base, "metric": "NMI", "value": 100.0 * value})
-            elif key.startswith("recall@"):
-                rows.append({**base, "metric": f"R@{key.split('@')[1]}", "value": 100.0 * value})
-    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
-
+    """One row per (run, metric): NMI and R@K in %, ``split`` = the seed (:func:`runs_frame`)."""
+    return runs_frame(metric_files, lambda test: {("NMI" if key == "nmi" else f"R@{key.split('@')[1]}"): value
+                                                  for key, value in test.items()
+                                                  if key == "nmi" or key.startswith("recall@")})
 
 def row_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)

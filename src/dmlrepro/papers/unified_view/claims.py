@@ -20,16 +20,12 @@ Claims and their source (Sec. 6.1 and Table 1):
 
 from __future__ import annotations
 
-import json
-import math
 import os
-from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
-from dmlrepro import DmlReproError
-from dmlrepro.reporting.claims import RESULT_COLUMNS, ClaimSpec, Rows
+from dmlrepro.reporting.claims import ClaimSpec, Rows, runs_frame
 
 from .methods import ROWS
 
@@ -55,17 +51,6 @@ CLAIMS: list[ClaimSpec] = [
 
 
 def results_frame(metric_files: Iterable[str | os.PathLike]) -> pd.DataFrame:
-    """The per-seed results table of :mod:`dmlrepro.reporting.claims` (``RESULT_COLUMNS``) from the
-    runs' ``metrics.json`` (written by ``image_foundation.run.train``): one row per run and R@K,
-    in percent, ``split`` = the seed."""
-    rows = []
-    for path in metric_files:
-        try:
-            rec = json.loads(Path(path).read_text())
-            base = {"dataset": rec["dataset"], "method": rec["method"], "study": "", "setting": math.nan,
-                    "split": int(rec["seed"])}
-            recalls = {k: v for k, v in rec["test"].items() if k.startswith("recall@")}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise DmlReproError(f"{path}: not a run's metrics.json ({exc!r})") from exc
-        rows.extend({**base, "metric": f"R@{k.split('@')[1]}", "value": 100.0 * float(v)} for k, v in recalls.items())
-    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    """The per-seed R@K table (:func:`dmlrepro.reporting.claims.runs_frame`) of the runs'
+    ``metrics.json`` (written by ``image_foundation.run.train``)."""
+    return runs_frame(metric_files)

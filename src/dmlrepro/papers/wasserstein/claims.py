@@ -14,15 +14,12 @@ stand-ins: a check of method, not a test of the paper's numbers (the claims tabl
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
-from dmlrepro import DmlReproError
-from dmlrepro.reporting.claims import RESULT_COLUMNS, ClaimSpec, Rows
+from dmlrepro.reporting.claims import ClaimSpec, Rows, runs_frame
 
 from .methods import TABLE1_ROWS
 from .paper_values import METRICS
@@ -44,15 +41,5 @@ CLAIMS: list[ClaimSpec] = [
 
 
 def results_frame(metric_files: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per (run, Table 1 metric) in percent, ``split`` = the seed (:data:`RESULT_COLUMNS`)."""
-    rows = []
-    for path in metric_files:
-        try:
-            rec = json.loads(Path(path).read_text())
-            base = {"dataset": rec["dataset"], "method": rec["method"], "study": "", "setting": math.nan,
-                    "split": int(rec["seed"])}
-            rows.extend({**base, "metric": name, "value": 100.0 * float(rec["test"][key])}
-                        for name, key in METRICS.items())
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DmlReproError(f"{path}: not a Wasserstein run's metrics.json ({exc!r})") from exc
-    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    """One row per (run, Table 1 metric) in percent, ``split`` = the seed (:func:`runs_frame`)."""
+    return runs_frame(metric_files, lambda test: {name: test[key] for name, key in METRICS.items()})
