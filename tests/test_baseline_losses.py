@@ -12,7 +12,7 @@ from dmlrepro import DmlReproError
 from dmlrepro.data.augment import (Augmenter, SetRotations, vector_noise, vector_noise_with_draws,
                                    weight_jitter, word_dropout, word_dropout_with_draws, word_vector_std)
 from dmlrepro.losses.classification import RotationPredictionLoss, SoftmaxClassifierLoss
-from dmlrepro.losses.triplet import WeightedTripletLoss
+from dmlrepro.losses.triplet import WeightedTripletMarginLoss
 from dmlrepro.miners.semihard import SemiHardTripletMiner, label_masks
 from dmlrepro.papers.wsset.udml_ss import (UDMLSSLoss, cluster_batches, intermediate_neighbours, kmeans_pseudo_labels,
                                      neighbour_batches, pseudo_positive_mask, udml_ss_loss)
@@ -75,9 +75,11 @@ def tfa_port(labels, emb, margin):
     return (loss_mat * mask_positives).clamp_min(0.0).sum() / mask_positives.sum()
 
 
-def miner_loss(emb, margin=0.1, **kw):
-    triplets = SemiHardTripletMiner()(emb.detach(), **kw)
-    return WeightedTripletLoss(margin)(emb, triplets), triplets
+def miner_loss(emb, margin=0.1, labels=None, positive_mask=None, negative_mask=None):
+    miner = SemiHardTripletMiner()
+    triplets = (miner(emb.detach(), labels) if labels is not None
+                else miner.mine_from_masks(emb.detach(), positive_mask, negative_mask))
+    return WeightedTripletMarginLoss(margin)(emb, indices_tuple=triplets), triplets
 
 
 LABEL_CASES = [
@@ -100,7 +102,7 @@ def test_semihard_matches_naive_loop_and_tfa(labels, seed):
     loss, triplets = miner_loss(emb, labels=lab)
     ref, chosen = naive_semihard(emb, pos.tolist(), neg.tolist(), 0.1)
     assert list(zip(triplets.anchors.tolist(), triplets.positives.tolist(), triplets.negatives.tolist())) == chosen
-    assert torch.all(triplets.weights == 1)
+    assert triplets.weights is None  # unweighted: w = 1
     assert loss.item() == pytest.approx(ref.item(), abs=1e-12)
     assert loss.item() == pytest.approx(tfa_port(lab, emb, 0.1).item(), abs=1e-12)
 
@@ -115,7 +117,8 @@ def test_semihard_one_triplet_per_ordered_positive_pair():
     lab = torch.tensor([0, 0, 0, 1, 1, 2])
     t = SemiHardTripletMiner()(torch.randn(6, 3), labels=lab)
     # class 0: 3*2, class 1: 2*1, class 2: 0
-    assert len(t) == 8
+    assert isinstance(t, tuple) and len(t) == 3  # PML's (anchors, positives, negatives)
+    assert len(t.anchors) == 8
     assert all(lab[a] == lab[p] and a != p for a, p in zip(t.anchors.tolist(), t.positives.tolist()))
 
 
@@ -168,25 +171,22 @@ def test_semihard_mining_is_the_same_on_euclidean_distances():
 
 def test_semihard_empty_and_invalid_inputs():
     t = SemiHardTripletMiner()(torch.randn(4, 2), labels=torch.tensor([0, 1, 2, 3]))
-    assert len(t) == 0
+    assert len(t.anchors) == 0
     emb = torch.randn(3, 2, requires_grad=True)
-    assert WeightedTripletLoss()(emb, t).item() == 0.0
+    assert WeightedTripletMarginLoss()(emb, indices_tuple=t).item() == 0.0
     eye = torch.eye(3, dtype=torch.bool)
+    miner = SemiHardTripletMiner()
     with pytest.raises(DmlReproError, match="distance"):
         SemiHardTripletMiner("cosine")
-    with pytest.raises(DmlReproError, match="either labels"):
-        SemiHardTripletMiner()(emb, labels=torch.tensor([0, 0, 1]), positive_mask=eye, negative_mask=eye)
-    with pytest.raises(DmlReproError, match="needs labels"):
-        SemiHardTripletMiner()(emb, positive_mask=eye)
     with pytest.raises(DmlReproError, match="overlap"):
         m = torch.ones(3, 3, dtype=torch.bool)
-        SemiHardTripletMiner()(emb, positive_mask=m, negative_mask=m)
+        miner.mine_from_masks(emb, m, m)
     with pytest.raises(DmlReproError, match="shape"):
-        SemiHardTripletMiner()(emb, positive_mask=torch.zeros(2, 2, dtype=torch.bool), negative_mask=eye)
+        miner.mine_from_masks(emb, torch.zeros(2, 2, dtype=torch.bool), eye)
     with pytest.raises(DmlReproError, match="boolean"):
-        SemiHardTripletMiner()(emb, positive_mask=eye.float(), negative_mask=eye)
+        miner.mine_from_masks(emb, eye.float(), eye)
     with pytest.raises(DmlReproError, match="labels has 2"):
-        SemiHardTripletMiner()(emb, labels=torch.tensor([0, 1]))
+        miner(emb, labels=torch.tensor([0, 1]))
 
 
 def test_label_masks():
@@ -529,8 +529,8 @@ def test_udml_ss_loss_is_triplet_plus_weighted_rotation():
 
     pos, neg = pseudo_positive_mask(rows, neighbours)
     emb = model(x, mask)
-    t = SemiHardTripletMiner()(emb.detach(), positive_mask=pos, negative_mask=neg)
-    triplet = WeightedTripletLoss(0.1)(emb, t)
+    t = SemiHardTripletMiner().mine_from_masks(emb.detach(), pos, neg)
+    triplet = WeightedTripletMarginLoss(0.1)(emb, indices_tuple=t)
     pick = torch.randperm(6, generator=torch.Generator().manual_seed(7))[:3]
     xr, mr, targets = crit.rotations.all_transforms(x[pick], mask[pick])
     rotation = crit.rotation_head(model(xr, mr), targets)
@@ -555,7 +555,7 @@ def test_udml_ss_without_rotation_is_the_triplet_term():
     assert parts.rotation.item() == 0.0
     assert parts.total.item() == pytest.approx(parts.triplet.item())
     func = udml_ss_loss(model, x, mask, pos, neg, crit.rotations, crit.rotation_head, 0.0,
-                        WeightedTripletLoss(0.1))
+                        WeightedTripletMarginLoss(0.1))
     assert func.total.item() == pytest.approx(parts.total.item())
     with pytest.raises(DmlReproError, match="rotation_weight"):
         UDMLSSLoss(6, 4, rotation_weight=-1.0)
@@ -601,7 +601,7 @@ def test_device_agnostic_on_cuda():
     assert torch.allclose(a_gpu[0].cpu(), a_cpu[0]) and torch.equal(a_gpu[1].cpu(), a_cpu[1])
     lab = torch.tensor([0, 0, 1, 1], device=dev)
     emb = torch.randn(4, 3, device=dev)
-    assert len(SemiHardTripletMiner()(emb, labels=lab)) == 4
+    assert len(SemiHardTripletMiner()(emb, labels=lab)[0]) == 4
     model = TinySetModel(5).double().to(dev)
     crit = UDMLSSLoss(6, 4).double().to(dev)
     loss, n = crit(model, x.to(dev), mask.to(dev), np.arange(4), np.array([[1], [0], [3], [2]]))

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from dmlrepro.losses.approx_emd import ApproxEMDLoss
-from dmlrepro.losses.triplet import WeightedTripletLoss
-from dmlrepro.papers.wsset.emd_triplets import EMDTripletMiner, Triplets, batch_sigma, negative_weights
+from dmlrepro.losses.triplet import WeightedTripletMarginLoss
+from dmlrepro.miners.semihard import WeightedTriplets
+from dmlrepro.papers.wsset.emd_triplets import EMDTripletMiner, batch_sigma, negative_weights
 
 
 def line_embeddings(xs):
@@ -30,7 +31,7 @@ def test_positive_is_emd_nearest_and_negative_semi_hard():
     # anchor 2: d(2,3)=16; candidates 0 (d=1), 1 (d=1): none farther -> fallback to the farthest (tie: first)
     # anchor 3: d(3,2)=16; candidates 0 (d=25), 1 (d=9) -> 0
     assert t.negatives.tolist() == [3, 3, 0, 0]
-    assert torch.all(t.weights == 1)
+    assert t.weights is None  # SSET: w = 1
 
 
 def test_semi_hard_takes_the_closest_of_several_farther_negatives():
@@ -77,8 +78,8 @@ def test_released_code_drops_anchors_with_far_positives():
 def test_tiny_batches_give_no_triplets_and_zero_loss():
     emb = torch.randn(2, 4, requires_grad=True)
     t = EMDTripletMiner()(emb, torch.zeros(2, 2))
-    assert len(t) == 0
-    loss = WeightedTripletLoss()(emb, t)
+    assert len(t.anchors) == 0
+    loss = WeightedTripletMarginLoss()(emb, indices_tuple=t)
     loss.backward()
     assert loss.item() == 0.0
 
@@ -100,13 +101,43 @@ def test_weighted_triplet_loss_matches_naive_loop(margin):
     p = torch.tensor([1, 0, 3, 2, 5, 4, 7, 6])
     n = torch.tensor([2, 3, 4, 5, 6, 7, 0, 1])
     w = torch.rand(8, dtype=torch.float64) + 0.5
-    t = Triplets(a, p, n, w)
-    fast = WeightedTripletLoss(margin)(emb, t)
+    t = WeightedTriplets(a, p, n, w)
+    fast = WeightedTripletMarginLoss(margin)(emb, indices_tuple=t)
     g_fast, = torch.autograd.grad(fast, emb)
     slow = naive_weighted_triplet(emb, a.tolist(), p.tolist(), n.tolist(), w, margin)
     g_slow, = torch.autograd.grad(slow, emb)
     assert fast.item() == pytest.approx(slow.item(), rel=1e-12)
     torch.testing.assert_close(g_fast, g_slow)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unweighted_loss_is_pml_triplet_margin_loss_on_squared_l2(seed):
+    # issue 12: the w = 1 loss (SSET, +TL rows) is PML's TripletMarginLoss with a squared LpDistance
+    # and a mean reducer; ours is kept only for the last bits (docs in losses/triplet.py)
+    from pytorch_metric_learning.distances import LpDistance
+    from pytorch_metric_learning.losses import TripletMarginLoss
+    from pytorch_metric_learning.reducers import MeanReducer
+    from dmlrepro.miners.semihard import SemiHardTripletMiner
+    gen = torch.Generator().manual_seed(seed)
+    emb = torch.randn(16, 6, generator=gen, dtype=torch.float64).requires_grad_()
+    labels = torch.randint(0, 4, (16,), generator=gen)
+    triplets = SemiHardTripletMiner()(emb.detach(), labels)  # a PML index tuple: any PML loss takes it
+    pml = TripletMarginLoss(margin=0.1, distance=LpDistance(normalize_embeddings=False, power=2),
+                            reducer=MeanReducer())(emb, labels, indices_tuple=tuple(triplets))
+    ours = WeightedTripletMarginLoss(0.1)(emb, labels, indices_tuple=triplets)
+    assert ours.item() == pytest.approx(pml.item(), rel=1e-10)
+    torch.testing.assert_close(torch.autograd.grad(ours, emb)[0], torch.autograd.grad(pml, emb)[0])
+
+
+def test_pml_miner_tuples_feed_our_loss():
+    from pytorch_metric_learning.miners import TripletMarginMiner
+    gen = torch.Generator().manual_seed(4)
+    emb = torch.randn(12, 5, generator=gen, requires_grad=True)
+    labels = torch.randint(0, 3, (12,), generator=gen)
+    triplets = TripletMarginMiner(margin=0.1, type_of_triplets="all")(emb, labels)
+    a, p, n = triplets
+    expected = torch.relu((emb[a] - emb[p]).pow(2).sum(-1) - (emb[a] - emb[n]).pow(2).sum(-1) + 0.1).mean()
+    assert WeightedTripletMarginLoss(0.1)(emb, indices_tuple=triplets).item() == pytest.approx(expected.item())
 
 
 def test_approx_emd_loss_matches_naive_loop():
@@ -134,10 +165,10 @@ def test_miner_and_loss_compose_and_train_toward_emd_neighbours():
     emd = torch.cdist(x, x).double()
     net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    miner, loss_fn = EMDTripletMiner(), WeightedTripletLoss(0.1)
+    miner, loss_fn = EMDTripletMiner(), WeightedTripletMarginLoss(0.1)
     for _ in range(150):
         emb = torch.nn.functional.normalize(net(x), dim=1)
-        loss = loss_fn(emb, miner(emb.detach(), emd))
+        loss = loss_fn(emb, indices_tuple=miner(emb.detach(), emd))
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -12,13 +12,20 @@ the supervised fine-tuning of Ours+Int./Ext. with ``tfa.losses.triplet_semihard_
   the negative (``d_an = 0``, loss ``[d_ap + margin]_+``).
 
 The loss is the mean over all ordered positive pairs, inactive ones included, which is what
-:class:`~dmlrepro.losses.triplet.WeightedTripletLoss` computes from the returned triplets.
+:class:`~dmlrepro.losses.triplet.WeightedTripletMarginLoss` computes from the returned triplets.
+
+The miner is a pytorch-metric-learning ``BaseMiner``: ``miner(embeddings, labels)`` returns PML's
+``(anchors, positives, negatives)`` index tuple, so any PML triplet loss can consume it, and PML's
+miners can replace it. :meth:`SemiHardTripletMiner.mine_from_masks` mines from explicit masks
+(UDML-SS's pseudo-positives) instead of labels.
 
 Distances: TF-Addons 0.11.2 mines and computes the loss on squared Euclidean distances
-(``pairwise_distance(squared=True)``), our default. ``distance="euclidean"`` (later TF-Addons'
+(``pairwise_distance(squared=True)``), our default. ``metric="euclidean"`` (later TF-Addons'
 ``"L2"``) mines on plain distances; the choice of negative is the same either way, because
 the semi-hard rule only compares distances and the square root is monotone. The distance
-matters only to the loss, and ``WeightedTripletLoss`` uses squared distances.
+matters only to the loss, and ``WeightedTripletMarginLoss`` uses squared distances. (Mining
+computes its own float64 distances rather than through a PML ``distance`` object: PML's
+``LpDistance`` goes through ``torch.cdist``, whose last bits can flip a tie and so a negative.)
 
 Positives and negatives come from ``labels`` (supervised) or from explicit boolean masks (e.g.
 UDML-SS's pseudo-positives, ``papers/wsset/udml_ss.py``). Mining runs without gradients, in float64.
@@ -26,24 +33,34 @@ UDML-SS's pseudo-positives, ``papers/wsset/udml_ss.py``). Mining runs without gr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+from pytorch_metric_learning.miners import BaseMiner
 
 from dmlrepro import DmlReproError
 
 DISTANCES = ("squared", "euclidean")
 
 
-@dataclass
-class Triplets:
-    anchors: torch.Tensor
-    positives: torch.Tensor
-    negatives: torch.Tensor
-    weights: torch.Tensor  # multiplies the anchor-negative distance; ones when unweighted
+class WeightedTriplets(tuple):
+    """PML's ``(anchors, positives, negatives)`` index tuple with per-triplet ``weights`` on the
+    anchor-negative distance (WSSET's w). PML code that reads it as a 3-tuple sees plain triplets."""
 
-    def __len__(self) -> int:
-        return int(self.anchors.numel())
+    weights: torch.Tensor | None
+
+    def __new__(cls, anchors: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
+                weights: torch.Tensor | None = None):
+        triplets = super().__new__(cls, (anchors, positives, negatives))
+        triplets.weights = weights
+        return triplets
+
+    anchors = property(lambda self: self[0])
+    positives = property(lambda self: self[1])
+    negatives = property(lambda self: self[2])
+
+
+def empty_triplets(device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    empty = torch.empty(0, dtype=torch.long, device=device)
+    return empty, empty, empty
 
 
 def label_masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,56 +91,56 @@ def _check_mask(mask: torch.Tensor, name: str, b: int, device: torch.device) -> 
     return mask
 
 
-class SemiHardTripletMiner:
+class SemiHardTripletMiner(BaseMiner):
     """One triplet per ordered positive pair, negative chosen by FaceNet's semi-hard rule.
 
-    Call with ``labels`` (b,) *or* with both ``positive_mask`` and ``negative_mask`` (b, b) bool.
+    ``miner(embeddings, labels)`` (PML's call) or :meth:`mine_from_masks` with (b, b) bool masks.
     Diagonals are ignored (an element is never its own positive or negative). A pair may not be
-    both positive and negative. Returns :class:`Triplets` with unit weights, ordered by anchor,
-    then positive.
+    both positive and negative. Returns ``(anchors, positives, negatives)`` (a
+    :class:`WeightedTriplets` without weights) ordered by anchor, then positive.
     """
 
-    def __init__(self, distance: str = "squared"):
-        if distance not in DISTANCES:
-            raise DmlReproError(f"unknown distance '{distance}' for semi-hard mining ({' | '.join(DISTANCES)})")
-        self.distance = distance
+    def __init__(self, metric: str = "squared", **kwargs):
+        super().__init__(**kwargs)
+        if metric not in DISTANCES:
+            raise DmlReproError(f"unknown distance '{metric}' for semi-hard mining ({' | '.join(DISTANCES)})")
+        self.metric = metric
+
+    def forward(self, embeddings, labels, ref_emb=None, ref_labels=None):
+        labels = torch.as_tensor(labels).reshape(-1)  # PML's shape check would raise a bare ValueError
+        if labels.numel() != embeddings.shape[0]:
+            raise DmlReproError(f"labels has {labels.numel()} entries for a batch of {embeddings.shape[0]} embeddings")
+        return super().forward(embeddings, labels, ref_emb, ref_labels)
+
+    def mine(self, embeddings, labels, ref_emb, ref_labels) -> WeightedTriplets:
+        return self._mine(embeddings, *label_masks(labels))
 
     @torch.no_grad()
-    def __call__(self, emb: torch.Tensor, labels: torch.Tensor | None = None,
-                 positive_mask: torch.Tensor | None = None,
-                 negative_mask: torch.Tensor | None = None) -> Triplets:
-        b, device = emb.shape[0], emb.device
-        if labels is not None:
-            if positive_mask is not None or negative_mask is not None:
-                raise DmlReproError("give either labels or positive_mask/negative_mask, not both")
-            labels = torch.as_tensor(labels, device=device).reshape(-1)
-            if labels.numel() != b:
-                raise DmlReproError(f"labels has {labels.numel()} entries for a batch of {b} embeddings")
-            positive_mask, negative_mask = label_masks(labels)
-        elif positive_mask is None or negative_mask is None:
-            raise DmlReproError("semi-hard mining needs labels, or both positive_mask and negative_mask")
-        else:
-            eye = torch.eye(b, dtype=torch.bool, device=device)
-            positive_mask = _check_mask(positive_mask, "positive_mask", b, device) & ~eye
-            negative_mask = _check_mask(negative_mask, "negative_mask", b, device) & ~eye
-            if (positive_mask & negative_mask).any():
-                i, j = (positive_mask & negative_mask).nonzero()[0].tolist()
-                raise DmlReproError(f"positive_mask and negative_mask overlap (first at row {i}, column {j})")
+    def mine_from_masks(self, embeddings: torch.Tensor, positive_mask: torch.Tensor,
+                        negative_mask: torch.Tensor) -> WeightedTriplets:
+        b, device = embeddings.shape[0], embeddings.device
+        eye = torch.eye(b, dtype=torch.bool, device=device)
+        positive_mask = _check_mask(positive_mask, "positive_mask", b, device) & ~eye
+        negative_mask = _check_mask(negative_mask, "negative_mask", b, device) & ~eye
+        if (positive_mask & negative_mask).any():
+            i, j = (positive_mask & negative_mask).nonzero()[0].tolist()
+            raise DmlReproError(f"positive_mask and negative_mask overlap (first at row {i}, column {j})")
+        triplets = self._mine(embeddings, positive_mask, negative_mask)
+        self.output_assertion(triplets)
+        return triplets
 
+    def _mine(self, emb, positive_mask, negative_mask):
         anchors, positives = positive_mask.nonzero(as_tuple=True)
         if anchors.numel() == 0:
-            empty = torch.empty(0, dtype=torch.long, device=device)
-            return Triplets(empty, empty, empty, torch.empty(0, dtype=emb.dtype, device=device))
-
-        dist = pairwise_distances(emb.detach().double(), self.distance)
+            return WeightedTriplets(*empty_triplets(emb.device))
+        dist = pairwise_distances(emb.detach().double(), self.metric)
         d_an = dist[anchors]                                   # (P, b): every candidate per pair
         d_ap = dist[anchors, positives].unsqueeze(1)           # (P, 1)
         valid = negative_mask[anchors]                         # (P, b)
         semi_hard = valid & (d_an > d_ap)
-        inf = torch.tensor(float("inf"), dtype=dist.dtype, device=device)
+        inf = torch.tensor(float("inf"), dtype=dist.dtype, device=emb.device)
         nearest_semi_hard = torch.where(semi_hard, d_an, inf).argmin(dim=1)
         farthest = torch.where(valid, d_an, -inf).argmax(dim=1)
         negatives = torch.where(semi_hard.any(dim=1), nearest_semi_hard,
                                 torch.where(valid.any(dim=1), farthest, anchors))
-        weights = torch.ones(anchors.numel(), dtype=emb.dtype, device=device)
-        return Triplets(anchors, positives, negatives, weights)
+        return WeightedTriplets(anchors, positives, negatives)

@@ -7,8 +7,10 @@ When no such document exists (early in training, or a collapsed batch) the negat
 to the farthest one, as TF-Addons' ``triplet_semihard_loss`` does, which the authors used.
 
 The re-weighting ``w = exp(-EMD(a, n) / (2 (c sigma)^2))`` is computed separately
-(:func:`negative_weights`) so that miner, weight and loss compose as in
-pytorch-metric-learning. ``variant="released_code"`` reproduces the authors' code instead of
+(:func:`negative_weights`) and travels with PML's ``(anchors, positives, negatives)`` index tuple
+(:class:`~dmlrepro.miners.semihard.WeightedTriplets`) to
+:class:`~dmlrepro.losses.triplet.WeightedTripletMarginLoss`. The miner is not a PML ``BaseMiner``:
+it mines from the batch's EMD matrix, not from labels. ``variant="released_code"`` reproduces the authors' code instead of
 Eq. 3: squared EMD in the exponent, sigma per anchor row, positives only when their EMD is
 below a batch percentile, negatives mined on weighted distances.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from dmlrepro import DmlReproError
-from dmlrepro.miners.semihard import Triplets
+from dmlrepro.miners.semihard import WeightedTriplets, empty_triplets
 
 VARIANTS = ("paper", "released_code")
 
@@ -74,12 +76,11 @@ class EMDTripletMiner:
         self.positive_percentile = float(positive_percentile)
 
     @torch.no_grad()
-    def __call__(self, emb: torch.Tensor, emd_batch: torch.Tensor) -> Triplets:
+    def __call__(self, emb: torch.Tensor, emd_batch: torch.Tensor) -> WeightedTriplets:
         n = emb.shape[0]
         device = emb.device
         if n < 3:
-            empty = torch.empty(0, dtype=torch.long, device=device)
-            return Triplets(empty, empty, empty, torch.empty(0, device=device))
+            return WeightedTriplets(*empty_triplets(device))
         emd_batch = emd_batch.to(device=device, dtype=torch.float64)
         eye = torch.eye(n, dtype=torch.bool, device=device)
         anchors = torch.arange(n, device=device)
@@ -91,8 +92,7 @@ class EMDTripletMiner:
             keep = emd_batch[anchors, positives] <= threshold
             anchors, positives = anchors[keep], positives[keep]
             if anchors.numel() == 0:
-                empty = torch.empty(0, dtype=torch.long, device=device)
-                return Triplets(empty, empty, empty, torch.empty(0, device=device))
+                return WeightedTriplets(*empty_triplets(device))
 
         dist = squared_distances(emb.double())
         if self.weighting == "emd" and self.variant == "released_code":
@@ -116,7 +116,7 @@ class EMDTripletMiner:
         negatives = torch.where(has_semi_hard, nearest_semi_hard, farthest)
 
         if self.weighting == "emd":
-            weights = negative_weights(emd_batch, anchors, negatives, self.c, self.variant)
+            weights = negative_weights(emd_batch, anchors, negatives, self.c, self.variant).to(emb.dtype)
         else:
-            weights = torch.ones(anchors.numel(), dtype=torch.float64, device=device)
-        return Triplets(anchors, positives, negatives, weights.to(emb.dtype))
+            weights = None  # SSET: w = 1
+        return WeightedTriplets(anchors, positives, negatives, weights)

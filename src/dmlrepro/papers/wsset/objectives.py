@@ -3,19 +3,23 @@
 ``objective(model, batch) -> (loss, n_terms)``. An objective is an ``nn.Module`` so that the
 parameters some of them own (a softmax classifier, a rotation head) are optimised and
 checkpointed with the encoder. Losses, miners and augmentations live in ``losses/``,
-``miners/`` and ``data/augment.py``; an objective only composes them.
+``miners/`` and ``data/augment.py``; an objective only composes them, the way
+pytorch-metric-learning composes a miner's index tuple with a loss. Each is registered under the
+name a method's ``MethodSpec.objective`` gives (``@objective("...")``); :func:`build_objective`
+looks the name up, so a new objective is one decorated builder, not a branch.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 from dmlrepro import DmlReproError
 from dmlrepro.losses.approx_emd import ApproxEMDLoss
-from dmlrepro.losses.triplet import WeightedTripletLoss
+from dmlrepro.losses.triplet import WeightedTripletMarginLoss
 from dmlrepro.papers.wsset.emd_triplets import EMDTripletMiner
 from dmlrepro.training import loop
 
@@ -35,14 +39,14 @@ class Objective(loop.Objective):
 class EMDTripletObjective(Objective):
     """WSSET (EMD-weighted negatives) and SSET (w = 1): pseudo-labels from EMD."""
 
-    def __init__(self, miner: EMDTripletMiner, loss: WeightedTripletLoss):
+    def __init__(self, miner: EMDTripletMiner, loss: WeightedTripletMarginLoss):
         super().__init__()
         self.miner, self.loss = miner, loss
 
     def forward(self, model, batch):
         emb = model(*batch.inputs)
         triplets = self.miner(emb.detach(), batch.extras["emd"])
-        return self.loss(emb, triplets), len(triplets)
+        return self.loss(emb, indices_tuple=triplets), len(triplets[0])
 
 
 class ApproxEMDObjective(Objective):
@@ -62,13 +66,13 @@ class SupervisedTripletObjective(Objective):
     def __init__(self, margin: float = 0.1, distance: str = "squared"):
         super().__init__()
         from dmlrepro.miners.semihard import SemiHardTripletMiner
-        self.miner = SemiHardTripletMiner(distance=distance)
-        self.loss = WeightedTripletLoss(margin)
+        self.miner = SemiHardTripletMiner(metric=distance)
+        self.loss = WeightedTripletMarginLoss(margin)
 
     def forward(self, model, batch):
         emb = model(*batch.inputs)
-        triplets = self.miner(emb.detach(), labels=batch.labels)
-        return self.loss(emb, triplets), len(triplets)
+        triplets = self.miner(emb.detach(), batch.labels)
+        return self.loss(emb, indices_tuple=triplets), len(triplets[0])
 
 
 class SoftmaxObjective(Objective):
@@ -137,31 +141,75 @@ class UDMLSSObjective(Objective):
         return self.criterion(model, *batch.inputs, rows, self.neighbours)
 
 
-OBJECTIVES = ("wsset", "sset", "approx_emd", "triplet", "ce", "exemplar", "udml_ss")
+@dataclass
+class ObjectiveContext:
+    """What a builder may read besides its method's parameters. ``centroids`` is called only by
+    the objective that needs it (UDML-SS's intermediate space)."""
+
+    embedding_dim: int
+    input_dim: int
+    n_classes: int
+    fit: np.ndarray
+    emd_fit: np.ndarray | None
+    centroids: Callable[[], np.ndarray]
+    seed: int
+    weight_feature: str = "count"
 
 
-def build_objective(name: str, params: dict[str, Any], *, embedding_dim: int, input_dim: int, n_classes: int,
-                    fit: np.ndarray, emd_fit: np.ndarray | None, centroids: np.ndarray | None,
-                    seed: int, weight_feature: str = "count") -> Objective:
+_BUILDERS: dict[str, Callable[[str, dict[str, Any], ObjectiveContext], Objective]] = {}
+
+
+def objective(*names: str):
+    """Register a builder ``(name, params, context) -> Objective`` under ``names``."""
+    def register(builder):
+        for name in names:
+            _BUILDERS[name] = builder
+        return builder
+    return register
+
+
+@objective("wsset", "sset")
+def _emd_triplets(name, params, ctx):
+    miner = EMDTripletMiner(weighting="emd" if name == "wsset" else "none", c=params.get("c", 7.0),
+                            variant=params.get("variant", "paper"),
+                            positive_percentile=params.get("positive_percentile", 20.0))
+    return EMDTripletObjective(miner, WeightedTripletMarginLoss(params.get("margin", 0.1)))
+
+
+@objective("approx_emd")
+def _approx_emd(name, params, ctx):
+    scale = params.get("emd_scale", "auto")
+    if scale == "auto":  # largest training EMD maps to the diameter^2 (4) of the unit sphere
+        scale = float(ctx.emd_fit.max()) / 4.0 if ctx.emd_fit is not None and ctx.emd_fit.size else 1.0
+    return ApproxEMDObjective(ApproxEMDLoss(float(scale)))
+
+
+@objective("triplet")
+def _semihard_triplets(name, params, ctx):
+    return SupervisedTripletObjective(params.get("margin", 0.1), params.get("distance", "squared"))
+
+
+@objective("ce")
+def _softmax(name, params, ctx):
+    return SoftmaxObjective(ctx.embedding_dim, ctx.n_classes)
+
+
+@objective("exemplar")
+def _exemplar(name, params, ctx):
+    return ExemplarObjective(ctx.fit, ctx.embedding_dim, params.get("augment", {}), ctx.seed, ctx.weight_feature)
+
+
+@objective("udml_ss")
+def _udml_ss(name, params, ctx):
+    return UDMLSSObjective(ctx.centroids(), ctx.fit, ctx.embedding_dim, ctx.input_dim, params, ctx.seed)
+
+
+OBJECTIVES = tuple(_BUILDERS)
+
+
+def build_objective(name: str, params: dict[str, Any], context: ObjectiveContext) -> Objective:
     """The objective ``name`` (``MethodSpec.objective``) from its method's config section."""
-    if name in ("wsset", "sset"):
-        miner = EMDTripletMiner(weighting="emd" if name == "wsset" else "none", c=params.get("c", 7.0),
-                                variant=params.get("variant", "paper"),
-                                positive_percentile=params.get("positive_percentile", 20.0))
-        return EMDTripletObjective(miner, WeightedTripletLoss(params.get("margin", 0.1)))
-    if name == "approx_emd":
-        scale = params.get("emd_scale", "auto")
-        if scale == "auto":  # largest training EMD maps to the diameter^2 (4) of the unit sphere
-            scale = float(emd_fit.max()) / 4.0 if emd_fit is not None and emd_fit.size else 1.0
-        return ApproxEMDObjective(ApproxEMDLoss(float(scale)))
-    if name == "triplet":
-        return SupervisedTripletObjective(params.get("margin", 0.1), params.get("distance", "squared"))
-    if name == "ce":
-        return SoftmaxObjective(embedding_dim, n_classes)
-    if name == "exemplar":
-        return ExemplarObjective(fit, embedding_dim, params.get("augment", {}), seed, weight_feature)
-    if name == "udml_ss":
-        if centroids is None:
-            raise DmlReproError("udml_ss needs the documents' centroids (intermediate space)")
-        return UDMLSSObjective(centroids, fit, embedding_dim, input_dim, params, seed)
-    raise DmlReproError(f"unknown objective '{name}'; known: {', '.join(OBJECTIVES)}")
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        raise DmlReproError(f"unknown objective '{name}'; known: {', '.join(sorted(_BUILDERS))}")
+    return builder(name, params, context)

@@ -30,7 +30,7 @@ from dmlrepro.data.pointsets import Pointsets, pad_batch
 from dmlrepro.evaluation.knn import embedding_distances, weighted_knn_accuracy
 from dmlrepro.io import atomic_path, save_npy
 from dmlrepro.papers.wsset.methods import method_spec
-from dmlrepro.papers.wsset.objectives import build_objective
+from dmlrepro.papers.wsset.objectives import ObjectiveContext, build_objective
 from dmlrepro.training.bucketing import LengthBucketedEncoder
 from dmlrepro.training.loop import Batch, Hook, Objective, Trainer, run_signature, seed_everything, write_history
 
@@ -169,11 +169,10 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
         if spec.reset_head:
             model.reset_head()
     model = model.to(device)
-    objective = build_objective(
-        spec.objective, method_params, embedding_dim=model.embedding_dim, input_dim=ps.dim + 1,
-        n_classes=ps.n_classes, fit=fit, emd_fit=np.asarray(emd[np.ix_(fit, fit)]) if spec.uses_emd else None,
-        centroids=document_centroids(ps) if spec.objective == "udml_ss" else None, seed=seed,
-        weight_feature=weight_feature).to(device)
+    objective = build_objective(spec.objective, method_params, ObjectiveContext(
+        embedding_dim=model.embedding_dim, input_dim=ps.dim + 1, n_classes=ps.n_classes, fit=fit,
+        emd_fit=np.asarray(emd[np.ix_(fit, fit)]) if spec.uses_emd else None,
+        centroids=lambda: document_centroids(ps), seed=seed, weight_feature=weight_feature)).to(device)
     optimiser = torch.optim.Adam(list(model.parameters()) + list(objective.parameters()),
                                  lr=float(train_cfg.get("lr", 1e-5)),
                                  betas=tuple(train_cfg.get("betas", (0.9, 0.999))),

@@ -26,7 +26,7 @@ Our set adaptation (the default, ``pseudo_labels="knn"``):
   several-instances-per-pseudo-class sampler).
 * **Metric loss** = the paper's triplet loss with semi-hard mining on those masks
   (:class:`~dmlrepro.miners.semihard.SemiHardTripletMiner` +
-  :class:`~dmlrepro.losses.triplet.WeightedTripletLoss`, margin 0.1), the loss of WSSET's other
+  :class:`~dmlrepro.losses.triplet.WeightedTripletMarginLoss`, margin 0.1), the loss of WSSET's other
   triplet rows, instead of the original's multi-similarity-style "Weight" loss.
 * **Rotation task** = :class:`~dmlrepro.data.augment.SetRotations`: ``n`` fixed rotations of the
   word-vector space (the first the identity) applied to every word of a set; a linear head on
@@ -57,7 +57,7 @@ from torch import nn
 from dmlrepro import DmlReproError
 from dmlrepro.data.augment import SetRotations
 from dmlrepro.losses.classification import RotationPredictionLoss
-from dmlrepro.losses.triplet import WeightedTripletLoss
+from dmlrepro.losses.triplet import WeightedTripletMarginLoss
 from dmlrepro.miners.semihard import SemiHardTripletMiner
 
 NEIGHBOUR_METRICS = ("cosine", "euclidean")
@@ -191,7 +191,7 @@ class UDMLSSLossParts:
 
 def udml_ss_loss(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, positive_mask: torch.Tensor,
                  negative_mask: torch.Tensor, rotations: SetRotations, rotation_head: RotationPredictionLoss,
-                 rotation_weight: float, triplet_loss: WeightedTripletLoss,
+                 rotation_weight: float, triplet_loss: WeightedTripletMarginLoss,
                  miner: SemiHardTripletMiner | None = None, rotation_batch: int | None = 16,
                  generator: torch.Generator | None = None) -> UDMLSSLossParts:
     """``triplet(semi-hard on the pseudo masks) + rotation_weight * rotation prediction``.
@@ -201,9 +201,8 @@ def udml_ss_loss(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, positive
     """
     miner = miner or SemiHardTripletMiner()
     emb = model(x, mask)
-    triplets = miner(emb.detach(), positive_mask=positive_mask.to(emb.device),
-                     negative_mask=negative_mask.to(emb.device))
-    triplet = triplet_loss(emb, triplets)
+    triplets = miner.mine_from_masks(emb.detach(), positive_mask.to(emb.device), negative_mask.to(emb.device))
+    triplet = triplet_loss(emb, indices_tuple=triplets)
     rotation = torch.zeros((), dtype=emb.dtype, device=emb.device)
     if rotation_weight > 0:
         b = x.shape[0]
@@ -214,7 +213,7 @@ def udml_ss_loss(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, positive
         xr, mr, targets = rotations.all_transforms(x[rows], mask[rows])
         rotation = rotation_head(model(xr, mr), targets)
     total = triplet + rotation_weight * rotation
-    return UDMLSSLossParts(total, triplet.detach(), rotation.detach(), len(triplets))
+    return UDMLSSLossParts(total, triplet.detach(), rotation.detach(), len(triplets[0]))
 
 
 class UDMLSSLoss(nn.Module):
@@ -238,7 +237,7 @@ class UDMLSSLoss(nn.Module):
                                 f"got {rotation_batch}")
         self.rotations = SetRotations(word_dim, n_rotations, seed)
         self.rotation_head = RotationPredictionLoss(embedding_dim, n_rotations)
-        self.triplet_loss = WeightedTripletLoss(margin)
+        self.triplet_loss = WeightedTripletMarginLoss(margin)
         self.miner = SemiHardTripletMiner(distance)
         self.rotation_weight = float(rotation_weight)
         self.rotation_batch = None if rotation_batch is None else int(rotation_batch)
