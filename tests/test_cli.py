@@ -67,3 +67,31 @@ def test_malformed_params_are_named(tmp_path, bad):
     res = run("pointsets", "--dataset", "bbcsport", "--params", bad, "--raw-root", str(tmp_path),
               "--out-pointsets", str(tmp_path / "p.npz"), "--out-splits", str(tmp_path / "s.npz"))
     assert res.returncode == 2 and "invalid JSON" in res.stderr
+
+
+def test_batch_runs_equal_separate_processes_and_a_failure_is_named(shared_data, tmp_path):
+    """`dmlrepro batch` (a seed's rows in one interpreter) gives each run exactly what its own
+    process gives; a failing command gets its own log and the batch names it, after the rest ran."""
+    from conftest import make_stand_in
+    root = make_stand_in(tmp_path / "stand_in", shared_data, val_fraction=0.05, every=(100, 20, 50))
+    params = {"model": {"backbone": "lenet_ssdml", "embedding_dim": 16},
+              "train": {"epochs": 1, "iterations": 2, "batch_size": 20, "m": 4, "lr": 1e-3, "monitor_test": False}}
+
+    def argv(row, loss, out):
+        return ["image-train", "--dataset", "fashion_mnist", "--raw-root", str(shared_data), "--split",
+                str(root / "split.json"), "--seed", "0", "--method", row,
+                "--params", json.dumps({**params, "method": {"loss": {"name": loss}}}),
+                "--init", str(root / "pretrained.pt"), "--recall-ks", "1", "2", "--out-dir", str(out)]
+
+    rows = {"raw": "RAWLoss", "binomial": "BinomialDevianceLoss"}
+    assert run(*argv("binomial", rows["binomial"], tmp_path / "alone" / "binomial")).returncode == 0
+    jobs = [{"argv": argv(row, loss, tmp_path / "batch" / row), "log": str(tmp_path / "logs" / f"{row}.log")}
+            for row, loss in {**rows, "broken": "NoSuchLoss"}.items()]  # raw first: binomial runs after it
+    jobs.insert(1, jobs.pop())  # the broken command in the middle: the one after it still runs
+    res = run("batch", "--jobs", json.dumps(jobs))
+    assert res.returncode == 2 and "1 of 3 batched commands failed" in res.stderr and "broken.log" in res.stderr
+    assert "NoSuchLoss" in (tmp_path / "logs" / "broken.log").read_text()
+    alone = json.loads((tmp_path / "alone" / "binomial" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "batch" / "binomial" / "metrics.json").read_text()) == alone
+    for row in rows:
+        assert "epoch 1/1" in (tmp_path / "logs" / f"{row}.log").read_text()

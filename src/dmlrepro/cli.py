@@ -248,11 +248,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_report)
 
+    s = sub.add_parser("batch", help="several commands in one interpreter, each with its own log (short CPU runs)")
+    s.add_argument("--jobs", required=True, help='JSON list of {"argv": [command, ...], "log": path}')
+    s.set_defaults(func=cmd_batch)
+
     import importlib
     from dmlrepro.papers import command_modules
     for module in command_modules():  # each paper package registers its own steps
         importlib.import_module(module).register(sub)
     return p
+
+
+def cmd_batch(args: argparse.Namespace) -> None:
+    """Several commands in one interpreter, each logging to its own file: the image papers' short
+    CPU runs then pay the seconds of importing torch, PML and torch's compiler once per batch.
+
+    A failing command is logged and the next one runs; the batch fails at the end, naming them.
+    """
+    import contextlib
+
+    jobs = _json_arg(args.jobs)
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) and isinstance(j.get("argv"), list) for j in jobs):
+        raise DmlReproError("--jobs must be a JSON list of {\"argv\": [...], \"log\": path} objects")
+    parser, root, failed = build_parser(), logging.getLogger(), []
+    for number, job in enumerate(jobs, start=1):
+        argv, log_path = [str(a) for a in job["argv"]], job.get("log")
+        log.info("batch %d/%d: %s%s", number, len(jobs), " ".join(argv[:1]), f" (log: {log_path})" if log_path else "")
+        with contextlib.ExitStack() as stack:
+            if log_path:  # the command's log lines, warnings and progress bars go to its own file
+                Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+                stream = stack.enter_context(open(log_path, "w"))
+                stack.enter_context(contextlib.redirect_stderr(stream))
+                stack.enter_context(contextlib.redirect_stdout(stream))
+                handler = logging.StreamHandler(stream)
+                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                saved = root.handlers[:]
+                root.handlers = [handler]
+                stack.callback(setattr, root, "handlers", saved)
+            log.info("batch: %s", " ".join(argv))
+            try:
+                sub_args = parser.parse_args(argv)
+                sub_args.func(sub_args)
+            except (DmlReproError, SystemExit) as exc:
+                if isinstance(exc, SystemExit) and not exc.code:
+                    continue
+                log.error("%s", exc)
+                failed.append(log_path or " ".join(argv[:3]))
+    if failed:
+        raise DmlReproError(f"{len(failed)} of {len(jobs)} batched commands failed: {', '.join(failed)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,15 +64,11 @@ rule unified_view_train:
         metrics=f"{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/{{uv_row}}/metrics.json",
         history=f"{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/{{uv_row}}/history.csv",
         model=f"{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/{{uv_row}}/model.pt",
+    wildcard_constraints:
+        uv_dataset="|".join(d for d in UNIFIED_VIEW["datasets"] if d not in UV_BATCHED) or "no-unbatched-dataset",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: json.dumps({"method": UNIFIED_VIEW["methods"][w.uv_row],
-                                  "model": uv_cfg(w.uv_dataset)["model"],
-                                  "train": uv_cfg(w.uv_dataset)["train"]}, sort_keys=True),
-        init=lambda w, input: f"--init {input.init}" if input.init else "",
-        ks=lambda w: uv_ks(w.uv_dataset),
-        device=lambda w: uv_device(w.uv_dataset),
-        out_dir=subpath(output.metrics, parent=True),
+        argv=lambda w, input: shlex.join(uv_train_argv(w.uv_dataset, w.seed, w.uv_row, input.split, input.init)),
     log:
         f"logs/{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/{{uv_row}}.log",
     benchmark:
@@ -85,10 +81,37 @@ rule unified_view_train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} image-train --dataset {wildcards.uv_dataset}"
-        " --raw-root resources/images --split {input.split} --seed {wildcards.seed} --method {wildcards.uv_row}"
-        " --params {params.cfg:q} {params.init} --recall-ks {params.ks} --device {params.device}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cli} {params.argv} > {log} 2>&1"
+
+
+# batch_rows: every row of one seed in one job (one interpreter start; each run keeps its own log)
+rule unified_view_train_seed:
+    input:
+        raw=lambda w: uv_raw(w.uv_dataset),
+        split=f"{UV_ROOT}/{{uv_dataset}}/splits/seed{{seed}}.json",
+        init=lambda w: uv_init(w.uv_dataset),
+    output:
+        metrics=[f"{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/{row}/metrics.json" for row in UV_ROWS],
+        history=[f"{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/{row}/history.csv" for row in UV_ROWS],
+        model=[f"{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/{row}/model.pt" for row in UV_ROWS],
+    wildcard_constraints:
+        uv_dataset="|".join(UV_BATCHED) or "no-batched-dataset",
+    params:
+        cli=DMLREPRO,
+        jobs=lambda w, input: uv_batch_jobs(w.uv_dataset, w.seed, input.split, input.init),
+    log:
+        f"logs/{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/batch.log",
+    benchmark:
+        f"benchmarks/logs/{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/batch.tsv"
+    threads: lambda w: uv_resource(w.uv_dataset, "cpus", 1)
+    resources:
+        gpu=lambda w: int(uv_device(w.uv_dataset) != "cpu"),
+        mem_mb=lambda w: uv_resource(w.uv_dataset, "mem_mb", 8000),
+        runtime=lambda w: len(UV_ROWS) * uv_resource(w.uv_dataset, "runtime", 240),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} batch --jobs {params.jobs:q} > {log} 2>&1"
 
 
 rule unified_view_initial:

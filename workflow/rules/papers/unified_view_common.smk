@@ -7,6 +7,8 @@ validate(UNIFIED_VIEW, "../../schemas/papers/unified_view.schema.yaml")
 UV_ROOT = "results/unified_view"
 UV_SEEDS = UNIFIED_VIEW["seeds"]
 UV_FIGURE1 = f"{UV_ROOT}/figures/figure1_pair_weights.png"
+UV_ROWS = list(UNIFIED_VIEW["methods"])
+UV_BATCHED = UNIFIED_VIEW.get("batch_rows", [])
 
 
 def uv_cfg(dataset):
@@ -56,6 +58,25 @@ def uv_device(dataset):
 
 def uv_resource(dataset, key, default):
     return uv_cfg(dataset).get("resources", {}).get(key, default)
+
+
+def uv_run_dir(dataset, seed, row):
+    return f"{UV_ROOT}/{dataset}/seed{seed}/{row}"
+
+
+def uv_train_argv(dataset, seed, row, split, init):
+    """One Table 1 run's ``dmlrepro`` arguments (its own job, or one of a seed's batch)."""
+    cfg = uv_cfg(dataset)
+    spec = {"method": UNIFIED_VIEW["methods"][row], "model": cfg["model"], "train": cfg["train"]}
+    return (["image-train", "--dataset", dataset, "--raw-root", "resources/images", "--split", split,
+             "--seed", str(seed), "--method", row, "--params", json.dumps(spec, sort_keys=True)]
+            + (["--init", init] if init else []) + ["--recall-ks", *uv_ks(dataset).split(),
+            "--device", uv_device(dataset), "--out-dir", uv_run_dir(dataset, seed, row)])
+
+
+def uv_batch_jobs(dataset, seed, split, init):
+    return json.dumps([{"argv": uv_train_argv(dataset, seed, row, split, init),
+                        "log": f"logs/{uv_run_dir(dataset, seed, row)}.log"} for row in UV_ROWS])
 
 
 def uv_metrics(dataset):

@@ -63,13 +63,11 @@ rule wasserstein_train:
         metrics=f"{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/{{wass_row}}/metrics.json",
         history=f"{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/{{wass_row}}/history.csv",
         model=f"{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/{{wass_row}}/model.pt",
+    wildcard_constraints:
+        wass_dataset="|".join(d for d in WASSERSTEIN["datasets"] if d not in WASS_BATCHED) or "no-unbatched-dataset",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: wass_params(w.wass_dataset, w.wass_row),
-        init=lambda w, input: f"--init {input.init}" if input.init else "",
-        ks=lambda w: wass_ks(w.wass_dataset),
-        device=lambda w: wass_device(w.wass_dataset),
-        out_dir=subpath(output.metrics, parent=True),
+        argv=lambda w, input: shlex.join(wass_train_argv(w.wass_dataset, w.seed, w.wass_row, input.split, input.init)),
     log:
         f"logs/{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/{{wass_row}}.log",
     benchmark:
@@ -82,10 +80,37 @@ rule wasserstein_train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} wass-train --dataset {wildcards.wass_dataset}"
-        " --raw-root resources/images --split {input.split} --seed {wildcards.seed} --method {wildcards.wass_row}"
-        " --params {params.cfg:q} {params.init} --recall-ks {params.ks} --device {params.device}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cli} {params.argv} > {log} 2>&1"
+
+
+# batch_rows: every row of one seed in one job (one interpreter start; each run keeps its own log)
+rule wasserstein_train_seed:
+    input:
+        raw=lambda w: wass_raw(w.wass_dataset),
+        split=f"{WASS_ROOT}/{{wass_dataset}}/splits/seed{{seed}}.json",
+        init=lambda w: wass_init(w.wass_dataset),
+    output:
+        metrics=[f"{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/{row}/metrics.json" for row in WASS_ROWS],
+        history=[f"{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/{row}/history.csv" for row in WASS_ROWS],
+        model=[f"{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/{row}/model.pt" for row in WASS_ROWS],
+    wildcard_constraints:
+        wass_dataset="|".join(WASS_BATCHED) or "no-batched-dataset",
+    params:
+        cli=DMLREPRO,
+        jobs=lambda w, input: wass_batch_jobs(w.wass_dataset, w.seed, input.split, input.init),
+    log:
+        f"logs/{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/batch.log",
+    benchmark:
+        f"benchmarks/logs/{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/batch.tsv"
+    threads: lambda w: wass_resource(w.wass_dataset, "cpus", 1)
+    resources:
+        gpu=lambda w: int(wass_device(w.wass_dataset) != "cpu"),
+        mem_mb=lambda w: wass_resource(w.wass_dataset, "mem_mb", 8000),
+        runtime=lambda w: len(WASS_ROWS) * wass_resource(w.wass_dataset, "runtime", 240),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} batch --jobs {params.jobs:q} > {log} 2>&1"
 
 
 rule wasserstein_table:

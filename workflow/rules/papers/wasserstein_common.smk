@@ -6,6 +6,8 @@ validate(WASSERSTEIN, "../../schemas/papers/wasserstein.schema.yaml")
 
 WASS_ROOT = "results/wasserstein"
 WASS_SEEDS = WASSERSTEIN["seeds"]
+WASS_ROWS = list(WASSERSTEIN["methods"])
+WASS_BATCHED = WASSERSTEIN.get("batch_rows", [])
 
 
 def wass_cfg(dataset):
@@ -45,6 +47,23 @@ def wass_params(dataset, row):
     return json.dumps({"method": WASSERSTEIN["methods"][row], "model": cfg["model"], "train": cfg["train"],
                        "sinkhorn": cfg.get("sinkhorn", {}), "evaluation": cfg.get("evaluation", {})},
                       sort_keys=True)
+
+
+def wass_run_dir(dataset, seed, row):
+    return f"{WASS_ROOT}/{dataset}/seed{seed}/{row}"
+
+
+def wass_train_argv(dataset, seed, row, split, init):
+    """One run's ``dmlrepro`` arguments (its own job, or one of a seed's batch)."""
+    return (["wass-train", "--dataset", dataset, "--raw-root", "resources/images", "--split", split,
+             "--seed", str(seed), "--method", row, "--params", wass_params(dataset, row)]
+            + (["--init", init] if init else []) + ["--recall-ks", *wass_ks(dataset).split(),
+            "--device", wass_device(dataset), "--out-dir", wass_run_dir(dataset, seed, row)])
+
+
+def wass_batch_jobs(dataset, seed, split, init):
+    return json.dumps([{"argv": wass_train_argv(dataset, seed, row, split, init),
+                        "log": f"logs/{wass_run_dir(dataset, seed, row)}.log"} for row in WASS_ROWS])
 
 
 def wass_metrics(dataset):
