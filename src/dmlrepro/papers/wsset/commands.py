@@ -95,7 +95,11 @@ def _bert(args: argparse.Namespace) -> None:
     from dmlrepro.papers.wsset.bert import finetune_bert
     params = _json_arg(args.params)
     ps = Pointsets.load(args.pointsets)
-    docs = read_raw_documents(args.corpus, args.raw_root, ps.meta.get("label"))
+    if ps.meta.get("own_corpus"):  # your own corpus: read from where its pointsets were built
+        from dmlrepro.data.build import read_own_corpus
+        docs = read_own_corpus(ps.meta["own_corpus"])
+    else:
+        docs = read_raw_documents(args.corpus, args.raw_root, ps.meta.get("label"))
     by_id = {d.doc_id: d for d in docs}
     if ps.meta.get("source") == "text" and all(i in by_id for i in ps.doc_ids):
         # the pointsets were built from this text: same documents, same splits as every other row
