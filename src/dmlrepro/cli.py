@@ -95,25 +95,44 @@ def cmd_pointsets(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
-    from dmlrepro.evaluation.image_search import embed_images, load_run_embedder
     from dmlrepro.io import save_npy, write_json
-    found = embed_images(load_run_embedder(args.model), args.input, device=args.device)
-    save_npy(args.out, found.embeddings)
-    write_json(Path(args.out).with_suffix(".json"), {"model": str(args.model), "paths": found.paths, "classes": found.classes})
-    log.info("%d images -> %s (%d-d); their paths and classes in %s", len(found.paths), args.out,
-             found.embeddings.shape[1], Path(args.out).with_suffix(".json"))
+    from dmlrepro.papers.wsset.search import TextRun, embed_documents, is_text_run
+    if is_text_run(args.model):  # a WSSET run: documents through its preprocessing and set encoder
+        run = TextRun(args.model, args.raw_root)
+        docs = run.documents(args.input, args.format)
+        embeddings, ids, labels = embed_documents(run, docs), docs.ids, docs.labels
+        info = {"model": str(args.model), "ids": ids, "labels": labels}
+    else:
+        from dmlrepro.evaluation.image_search import embed_images, load_run_embedder
+        found = embed_images(load_run_embedder(args.model), args.input, device=args.device)
+        embeddings, ids = found.embeddings, found.paths
+        info = {"model": str(args.model), "paths": found.paths, "classes": found.classes}
+    save_npy(args.out, embeddings)
+    write_json(Path(args.out).with_suffix(".json"), info)
+    log.info("%d inputs -> %s (%d-d); their ids and labels in %s", len(ids), args.out, embeddings.shape[1],
+             Path(args.out).with_suffix(".json"))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from dmlrepro.evaluation.image_search import embed_images, load_run_embedder, search_images
     from dmlrepro.io import write_text
-    model = load_run_embedder(args.model)
-    gallery = embed_images(model, args.gallery, device=args.device)
-    query = embed_images(model, args.query, device=args.device)
+    from dmlrepro.papers.wsset.search import TextRun, is_text_run, search_documents
+    if is_text_run(args.model):
+        run = TextRun(args.model, args.raw_root)
+        gallery, query = run.documents(args.gallery, args.format), run.documents(args.query, args.format)
+        hits = search_documents(run, query, gallery, args.k, exact_wmd=args.exact_wmd)
+        q_ids, g_ids, g_labels = query.ids, gallery.ids, gallery.labels
+    else:
+        from dmlrepro.evaluation.image_search import embed_images, load_run_embedder, search_images
+        if args.exact_wmd:
+            raise DmlReproError(f"{args.model}: --exact-wmd searches documents by WMD; this is an image run")
+        model = load_run_embedder(args.model)
+        gallery = embed_images(model, args.gallery, device=args.device)
+        query = embed_images(model, args.query, device=args.device)
+        hits = search_images(query, gallery, args.k)
+        q_ids, g_ids, g_labels = query.paths, gallery.paths, gallery.classes
     lines = ["query\trank\tneighbour\tneighbour_class\tdistance"]
-    for q, hits in enumerate(search_images(query, gallery, args.k)):
-        lines += [f"{query.paths[q]}\t{r}\t{gallery.paths[i]}\t{gallery.classes[i] or '-'}\t{d:.4f}"
-                  for r, (i, d) in enumerate(hits, 1)]
+    for q, row in enumerate(hits):
+        lines += [f"{q_ids[q]}\t{r}\t{g_ids[i]}\t{g_labels[i] or '-'}\t{d:.4f}" for r, (i, d) in enumerate(row, 1)]
     text = "\n".join(lines) + "\n"
     if args.out:
         write_text(args.out, text)
@@ -207,18 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stamp", required=True, help="JSON summary written last (the step's output)")
     s.set_defaults(func=cmd_image_prepare)
 
-    s = sub.add_parser("embed", help="a trained image run's embedding of your images (file, folder or class folders)")
-    s.add_argument("--model", required=True, help="run directory holding model.pt")
-    s.add_argument("--input", required=True)
-    s.add_argument("--out", required=True, help=".npy embeddings; the paths and classes go to the .json beside it")
+    text_inputs = ("text runs: a .tsv (label<TAB>text) or .jsonl file, a folder of class folders, or one text file;"
+                   " images: one image, a flat folder or class folders")
+    s = sub.add_parser("embed", help="a trained run's embedding of your images or documents (docs/own-data.md)")
+    s.add_argument("--model", required=True, help="run directory (an image run, or WSSET's results/<dataset>/split<k>/<method>)")
+    s.add_argument("--input", required=True, help=text_inputs)
+    s.add_argument("--out", required=True, help=".npy embeddings; the ids (paths) and labels go to the .json beside it")
+    s.add_argument("--format", choices=("tsv", "folders", "jsonl", "file"), help="text runs: the input's format (default: by its name)")
+    s.add_argument("--raw-root", help="text runs: where the catalogued vectors and stop list are (default <workdir>/resources/raw)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_embed)
 
-    s = sub.add_parser("search", help="each query image's k nearest gallery images under a trained run's embedding")
-    s.add_argument("--model", required=True, help="run directory holding model.pt")
-    s.add_argument("--gallery", required=True)
+    s = sub.add_parser("search", help="each query's k nearest gallery items under a trained run (or exact WMD)")
+    s.add_argument("--model", required=True, help="run directory (an image run, or WSSET's results/<dataset>/split<k>/<method>)")
+    s.add_argument("--gallery", required=True, help=text_inputs)
     s.add_argument("--query", required=True)
     s.add_argument("-k", type=int, default=10)
+    s.add_argument("--exact-wmd", action="store_true", help="text runs: exact WMD (pruned k-NN) instead of the embedding")
+    s.add_argument("--format", choices=("tsv", "folders", "jsonl", "file"), help="text runs: the inputs' format (default: by name)")
+    s.add_argument("--raw-root", help="text runs: where the catalogued vectors and stop list are (default <workdir>/resources/raw)")
     s.add_argument("--out", help="also write the TSV printed here")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_search)

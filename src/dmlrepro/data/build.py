@@ -80,13 +80,13 @@ def build_text_pointsets(docs: Sequence[RawDocument], vectors: WordVectors, stop
         words = sorted(counts)
         bags.append((words, np.array([counts[w] for w in words], dtype=np.float64)))
         kept.append(doc)
+    if not kept:
+        raise DmlReproError(f"{source_name}: every document is empty after preprocessing: no word outside the "
+                            f"stop list has a vector in '{vectors.source}' (the wrong vectors for this language?)")
     if dropped and empty_documents == "error":
         raise DmlReproError(f"{source_name}: document '{dropped[0]}' has no in-vocabulary word after "
                             f"preprocessing ({len(dropped)} such documents; set empty_documents: drop "
                             "to leave them out)")
-    if not kept:
-        raise DmlReproError(f"{source_name}: every document is empty after preprocessing: no word outside the "
-                            f"stop list has a vector in '{vectors.source}' (the wrong vectors for this language?)")
     if dropped:
         log.info("%s: dropped %d empty documents (first: %s)", source_name, len(dropped), dropped[0])
 
@@ -150,6 +150,9 @@ def build_pointsets(dataset: str, cfg: dict[str, Any], raw_root: str | os.PathLi
     cfg = {**_CFG_DEFAULTS, **{k: v for k, v in (cfg or {}).items()}}
     if cfg["source"] in USER_FORMATS:  # your own corpus: no catalog entry, random splits
         return build_user_pointsets(dataset, cfg, raw_root, word_vectors=word_vectors), None
+    if cfg["source"] not in ("text", "kusner_mat"):
+        raise DmlReproError(f"config key 'source' for '{dataset}': unknown value '{cfg['source']}' "
+                            f"(text | kusner_mat | {' | '.join(USER_FORMATS)})")
     spec = get_dataset(dataset)
     raw_root = Path(raw_root)
     source = cfg["source"]
@@ -165,9 +168,6 @@ def build_pointsets(dataset: str, cfg: dict[str, Any], raw_root: str | os.PathLi
         ps, splits = load_kusner_mat(path, dataset=dataset, empty_documents=cfg["empty_documents"])
         ps.meta["source_file"] = spec.mat_file  # the relpath: meta must not depend on the data root
         return ps, splits
-    if source != "text":
-        raise DmlReproError(f"config key 'source' for '{dataset}': unknown value '{source}' "
-                            f"(text | kusner_mat | {' | '.join(USER_FORMATS)})")
     if not spec.text_files:
         raise DmlReproError(f"dataset '{dataset}' has no raw text (only Kusner's .mat); set source: kusner_mat")
 

@@ -21,7 +21,7 @@ from dmlrepro.papers.wsset.paper_values import dataset_label, paper_row_label
 from dmlrepro.papers.wsset.study_figures import PAPER_CLAIMS, study_frame
 from dmlrepro.papers.wsset.tables import build_dml_table, build_table1, build_table2
 from dmlrepro.reporting.claims import RESULT_COLUMNS, evaluate_claims, load_specs, write_claims
-from dmlrepro.reporting.tables import load_records, write_table
+from dmlrepro.reporting.tables import NA, load_records, write_table
 
 # the HTML report's caption of each WSSET figure (by file stem): the paper's claim it shows
 FIGURE_CAPTIONS = {"fig4_small_data": PAPER_CLAIMS["small_data"], "fig6_c_grid": PAPER_CLAIMS["c_grid"],
@@ -38,12 +38,19 @@ def write_tables(metrics: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     # row stays visible with the reason, beside the paper's value
     pending = {} if any(r["method"] == "bert_base" for r in records) else {
         "bert_base": "needs download (bert-base-uncased, GPU: config/paper.yaml)"}
-    write_table(build_table1(records, pending=pending), out / "table1.csv", out / "table1.md",
+    write_table(_without_paper(build_table1(records, pending=pending)), out / "table1.csv", out / "table1.md",
                 "Table I: distance-weighted 10-NN accuracy (%)", notes)
-    write_table(build_table2(records, pending=pending), out / "table2.csv", out / "table2.md",
+    write_table(_without_paper(build_table2(records, pending=pending)), out / "table2.csv", out / "table2.md",
                 "Table II: Recall@K (%), retrieval within the test split", notes)
     write_table(build_dml_table(records), out / "dml_metrics.csv", out / "dml_metrics.md",
                 "Usual DML metrics (not in the paper): R@1 and MAP@R within the test split", notes)
+
+
+def _without_paper(table: pd.DataFrame) -> pd.DataFrame:
+    """A table with no published value at all (your own corpora, relabelled tasks) has no Paper and Δ columns."""
+    if (table["Paper"] == NA).all():
+        return table.drop(columns=["Paper", "Δ"])
+    return table
 
 
 def results_frame(table_metrics: Iterable[str | os.PathLike] = (),
