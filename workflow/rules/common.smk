@@ -51,6 +51,9 @@ def check_config():
         for d in cfg.get("datasets", []) + ([cfg["dataset"]] if "dataset" in cfg else []):
             if d not in allowed:
                 raise WorkflowError(f"studies.{study}: unknown dataset '{d}' (configured: {allowed})")
+        if study == "query_time" and dataset_cfg(cfg["dataset"]).get("source", "text") in USER_FORMATS:
+            raise WorkflowError(f"studies.query_time.dataset: '{cfg['dataset']}' is your own corpus; Fig. 5 times"
+                                " queries on a catalogued corpus (time yours with dmlrepro search)")
         if cfg.get("model_from", DATASETS[0]) not in DATASETS:
             raise WorkflowError(f"studies.{study}.model_from: unknown dataset '{cfg['model_from']}' (configured: {DATASETS})")
     for name in CORPORA:

@@ -396,7 +396,7 @@ def _read_jsonl_corpus(path: Path, text_key: str, label_key: str, id_key: str | 
         if not isinstance(obj[text_key], str):
             raise DmlReproError(f"{path}:{n}: key '{text_key}' holds {type(obj[text_key]).__name__}, not text")
         label = obj.get(label_key)
-        if label is None and not labelled:
+        if not labelled and (label is None or label == ""):
             label = ""
         elif label_key not in obj:
             raise DmlReproError(f"{path}:{n}: no key '{label_key}' (keys: {', '.join(obj)}; "

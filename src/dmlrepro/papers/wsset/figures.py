@@ -36,8 +36,7 @@ def _datasets_in_order(df: pd.DataFrame) -> list[str]:
 def plot_paper_comparison(table1_df: pd.DataFrame, out_png: str | os.PathLike, title: str = "kNN accuracy: ours vs paper") -> dict:
     """One panel per dataset; per method, our mean (error bar = std over splits) beside the
     published value (hatched; absent where the paper has none)."""
-    require_columns(table1_df, ("Method", "Dataset", "ours_mean", "ours_std"), "table1_df")
-    table1_df = table1_df if "Paper" in table1_df else table1_df.assign(Paper=float("nan"))  # no paper value
+    require_columns(table1_df, ("Method", "Dataset", "ours_mean", "ours_std", "Paper"), "table1_df")
     if table1_df.empty:
         raise DmlReproError("table1_df is empty; nothing to plot")
     datasets = _datasets_in_order(table1_df)
@@ -79,8 +78,7 @@ def plot_paper_comparison(table1_df: pd.DataFrame, out_png: str | os.PathLike, t
 def plot_recall_curves(table2_df: pd.DataFrame, out_png: str | os.PathLike, title: str = "Recall@K: ours (solid) vs paper (dashed)") -> dict:
     """One panel per dataset: Recall@K vs K, one colour per method; ours solid (band = ± std
     over splits), the paper's published values dashed."""
-    require_columns(table2_df, ("Method", "Dataset", "K", "ours_mean", "ours_std"), "table2_df")
-    table2_df = table2_df if "Paper" in table2_df else table2_df.assign(Paper=float("nan"))  # no paper value
+    require_columns(table2_df, ("Method", "Dataset", "K", "ours_mean", "ours_std", "Paper"), "table2_df")
     if table2_df.empty:
         raise DmlReproError("table2_df is empty; nothing to plot")
     datasets = _datasets_in_order(table2_df)
