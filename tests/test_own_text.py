@@ -123,16 +123,41 @@ def own_config(tmp_path: Path, shared_data: Path, datasets: dict, **override) ->
     return path
 
 
-@pytest.mark.parametrize("datasets,named", [
-    ({"mine": {"source": "tsv"}}, "datasets.mine: source tsv needs path"),
-    ({"bbcsport": {"source": "tsv", "path": "x.tsv"}}, "datasets.bbcsport: the name of a catalogued dataset"),
-    ({"mine": {"source": "text"}}, "datasets.mine: not a catalogued dataset"),
-    ({"my reviews": {"source": "tsv", "path": "x.tsv"}}, "my reviews"),
+MINE = {"mine": {"source": "tsv", "path": "x.tsv"}}
+
+
+@pytest.mark.parametrize("datasets,override,named", [
+    ({"mine": {"source": "tsv"}}, {}, "datasets.mine: source tsv needs path"),
+    ({"bbcsport": {"source": "tsv", "path": "x.tsv"}}, {}, "datasets.bbcsport: the name of a catalogued dataset"),
+    ({"mine": {"source": "text"}}, {}, "datasets.mine: not a catalogued dataset"),
+    ({"my reviews": {"source": "tsv", "path": "x.tsv"}}, {}, "my reviews"),
+    ({"bbcsport": {"source": "text", "path": "x.tsv"}}, {}, "datasets.bbcsport.path: only your own corpus"),
+    (MINE, {"studies": {"query_time": {"dataset": "mine", "model_from": "mine"}}}, "studies.query_time.dataset"),
 ])
-def test_config_errors_name_the_dataset(tmp_path, shared_data, datasets, named):
+def test_config_errors_name_the_dataset(tmp_path, shared_data, datasets, override, named):
     from test_workflow import snakemake
-    res = snakemake(tmp_path, "-n", "--configfile", str(own_config(tmp_path, shared_data, datasets)))
+    res = snakemake(tmp_path, "-n", "--configfile", str(own_config(tmp_path, shared_data, datasets, **override)))
     assert res.returncode != 0 and named in res.stdout + res.stderr
+
+
+def test_documents_to_search_come_in_any_layout_labelled_or_not(tmp_path):
+    from dmlrepro.papers.wsset.search import read_documents
+    _write(tmp_path / "g/pos/a.txt", "good")
+    _write(tmp_path / "g/loose.txt", "no class")
+    docs, keys = read_documents(tmp_path / "g")
+    assert [(d.doc_id, d.label) for d in docs] == [("loose.txt", ""), ("pos/a.txt", "pos")]
+    assert keys == [str((tmp_path / "g/loose.txt").resolve()), str((tmp_path / "g/pos/a.txt").resolve())]
+    # the class folder alone: the same file, the same key (so a query is never its own neighbour)
+    assert read_documents(tmp_path / "g" / "pos")[1] == [keys[1]]
+    _write(tmp_path / "q.tsv", "pos\tgood\njust text, no label\n")
+    docs, keys = read_documents(tmp_path / "q.tsv")
+    assert [(d.doc_id, d.label, d.text) for d in docs] == [("q.tsv:line:1", "pos", "good"),
+                                                           ("q.tsv:line:2", "", "just text, no label")]
+    assert keys[1] == f"{(tmp_path / 'q.tsv').resolve()}#line:2"
+    docs, keys = read_documents(_write(tmp_path / "one.md", "a single document"))
+    assert [(d.doc_id, d.label) for d in docs] == [("one.md", "")]
+    with pytest.raises(DmlReproError, match="nowhere.tsv: not found"):
+        read_documents(tmp_path / "nowhere.tsv")
 
 
 @pytest.fixture(scope="module")

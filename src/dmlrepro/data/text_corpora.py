@@ -1,5 +1,6 @@
-"""Readers for the raw text of the document datasets (BBCSport, Twitter, Amazon, R8) and of the
-external corpus of "Ours+Ext." (Datafiniti's Consumer Reviews of Amazon Products, from Kaggle).
+"""Readers for the raw text of the document datasets (BBCSport, Twitter, Amazon, R8), of the
+external corpus of "Ours+Ext." (Datafiniti's Consumer Reviews of Amazon Products, from Kaggle), and
+of a labelled corpus of your own in ``tsv``, ``folders`` or ``jsonl`` (:func:`read_user_corpus`).
 
 Each reader returns a list of :class:`RawDocument` in a deterministic order, with a ``doc_id``
 that says where the document came from (archive member, line number, file and position), so a

@@ -148,8 +148,8 @@ def read_documents(path: str | Path, fmt: str | None = None):
     docs = read_user_corpus(fmt, path, labelled=False)
     if fmt == "folders":
         return docs, [str(root / d.doc_id) for d in docs]
-    docs = [RawDocument(f"{path.name}:{d.doc_id}", d.label, d.text) for d in docs]
-    return docs, [f"{root}#{d.doc_id}" for d in docs]
+    keys = [f"{root}#{d.doc_id}" for d in docs]
+    return [RawDocument(f"{path.name}:{d.doc_id}", d.label, d.text) for d in docs], keys
 
 
 def embed_documents(run: TextRun, docs: TextDocuments, batch_size: int = 64) -> np.ndarray:
