@@ -129,7 +129,7 @@ MINE = {"mine": {"source": "tsv", "path": "x.tsv"}}
 @pytest.mark.parametrize("datasets,override,named", [
     ({"mine": {"source": "tsv"}}, {}, "datasets.mine: source tsv needs path"),
     ({"bbcsport": {"source": "tsv", "path": "x.tsv"}}, {}, "datasets.bbcsport: the name of a catalogued dataset"),
-    ({"mine": {"source": "text"}}, {}, "datasets.mine: not a catalogued dataset"),
+    ({"mine": {"source": "text"}}, {}, "datasets.mine: not a dataset of the paper"),
     ({"my reviews": {"source": "tsv", "path": "x.tsv"}}, {}, "my reviews"),
     ({"bbcsport": {"source": "text", "path": "x.tsv"}}, {}, "datasets.bbcsport.path: only your own corpus"),
     (MINE, {"studies": {"query_time": {"dataset": "mine", "model_from": "mine"}}}, "studies.query_time.dataset"),

@@ -61,6 +61,9 @@ def check_config():
             raise WorkflowError(f"corpora.{name}: the name is also a dataset; give the corpus its own key")
 
 
+PAPER_DATASETS = ("bbcsport", "twitter", "amazon", "r8", "recipe")  # the catalogued rows of Tables I/II
+
+
 def check_dataset_source(name, cfg):
     """A paper dataset is read from the catalog; your own corpus (tsv | folders | jsonl) from its path,
     under a name of its own."""
@@ -70,8 +73,8 @@ def check_dataset_source(name, cfg):
         if name in CATALOG_DATASETS or name in ("figures", "tables", "query_time") or name in config.get("papers", {}):
             raise WorkflowError(f"datasets.{name}: the name of a catalogued dataset or of a results folder;"
                                 " give your own corpus another name")
-    elif name not in CATALOG_DATASETS:
-        raise WorkflowError(f"datasets.{name}: not a catalogued dataset ({', '.join(CATALOG_DATASETS)}); your own"
+    elif name not in PAPER_DATASETS:
+        raise WorkflowError(f"datasets.{name}: not a dataset of the paper ({', '.join(PAPER_DATASETS)}); your own"
                             f" corpus needs source: {' | '.join(USER_FORMATS)} and path (docs/own-data.md)")
     elif cfg.get("path"):
         raise WorkflowError(f"datasets.{name}.path: only your own corpus (source {' | '.join(USER_FORMATS)}) has a path")
