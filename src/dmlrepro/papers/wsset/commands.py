@@ -18,7 +18,7 @@ from dmlrepro import DmlReproError
 from dmlrepro.io import json_argument as _json_arg
 from dmlrepro.papers.wsset.run import evaluate_run
 
-__all__ = ["register", "figure_captions"]
+__all__ = ["register", "figure_captions", "embed_run", "search_run"]
 
 log = logging.getLogger("dmlrepro")
 
@@ -27,6 +27,28 @@ def figure_captions() -> dict[str, str]:
     """The HTML report's caption of each WSSET figure (file stem -> the paper's claim it shows)."""
     from dmlrepro.papers.wsset.report import FIGURE_CAPTIONS
     return FIGURE_CAPTIONS
+
+
+# ------------------------------------------------------------------------------------ your own documents
+def embed_run(args: argparse.Namespace):
+    """``dmlrepro embed`` on a WSSET run: (embeddings, info for the .json), or None for another kind of run."""
+    from dmlrepro.papers.wsset.search import TextRun, embed_documents, is_text_run
+    if not is_text_run(args.model):
+        return None
+    run = TextRun(args.model, args.raw_root)
+    docs = run.documents(args.input, args.format)
+    return embed_documents(run, docs), {"model": str(args.model), "ids": docs.ids, "labels": docs.labels}
+
+
+def search_run(args: argparse.Namespace):
+    """``dmlrepro search`` on a WSSET run: (hits, query ids, gallery ids, gallery labels), or None."""
+    from dmlrepro.papers.wsset.search import TextRun, is_text_run, search_documents
+    if not is_text_run(args.model):
+        return None
+    run = TextRun(args.model, args.raw_root)
+    gallery, query = run.documents(args.gallery, args.format), run.documents(args.query, args.format)
+    hits = search_documents(run, query, gallery, args.k, exact_wmd=args.exact_wmd)
+    return hits, query.ids, gallery.ids, gallery.labels
 
 
 # ------------------------------------------------------------------------------------ training
@@ -95,7 +117,11 @@ def _bert(args: argparse.Namespace) -> None:
     from dmlrepro.papers.wsset.bert import finetune_bert
     params = _json_arg(args.params)
     ps = Pointsets.load(args.pointsets)
-    docs = read_raw_documents(args.corpus, args.raw_root, ps.meta.get("label"))
+    if ps.meta.get("own_corpus"):  # your own corpus: read from where its pointsets were built
+        from dmlrepro.data.build import read_own_corpus
+        docs = read_own_corpus(ps.meta["own_corpus"])
+    else:
+        docs = read_raw_documents(args.corpus, args.raw_root, ps.meta.get("label"))
     by_id = {d.doc_id: d for d in docs}
     if ps.meta.get("source") == "text" and all(i in by_id for i in ps.doc_ids):
         # the pointsets were built from this text: same documents, same splits as every other row

@@ -16,12 +16,13 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from dmlrepro.io import write_text
 from dmlrepro.papers.wsset.notes import protocol_notes
 from dmlrepro.papers.wsset.paper_values import dataset_label, paper_row_label
 from dmlrepro.papers.wsset.study_figures import PAPER_CLAIMS, study_frame
 from dmlrepro.papers.wsset.tables import build_dml_table, build_table1, build_table2
 from dmlrepro.reporting.claims import RESULT_COLUMNS, evaluate_claims, load_specs, write_claims
-from dmlrepro.reporting.tables import load_records, write_table
+from dmlrepro.reporting.tables import NA, load_records, write_table
 
 # the HTML report's caption of each WSSET figure (by file stem): the paper's claim it shows
 FIGURE_CAPTIONS = {"fig4_small_data": PAPER_CLAIMS["small_data"], "fig6_c_grid": PAPER_CLAIMS["c_grid"],
@@ -38,12 +39,22 @@ def write_tables(metrics: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     # row stays visible with the reason, beside the paper's value
     pending = {} if any(r["method"] == "bert_base" for r in records) else {
         "bert_base": "needs download (bert-base-uncased, GPU: config/paper.yaml)"}
-    write_table(build_table1(records, pending=pending), out / "table1.csv", out / "table1.md",
-                "Table I: distance-weighted 10-NN accuracy (%)", notes)
-    write_table(build_table2(records, pending=pending), out / "table2.csv", out / "table2.md",
-                "Table II: Recall@K (%), retrieval within the test split", notes)
+    _write_paper_table(build_table1(records, pending=pending), out / "table1", "Table I: distance-weighted 10-NN accuracy (%)",
+                       notes)
+    _write_paper_table(build_table2(records, pending=pending), out / "table2",
+                       "Table II: Recall@K (%), retrieval within the test split", notes)
     write_table(build_dml_table(records), out / "dml_metrics.csv", out / "dml_metrics.md",
                 "Usual DML metrics (not in the paper): R@1 and MAP@R within the test split", notes)
+
+
+def _write_paper_table(table: pd.DataFrame, stem: Path, title: str, notes: list[str]) -> None:
+    """``<stem>.csv`` and ``<stem>.md``. Where no row has a published value (your own corpora,
+    relabelled tasks) the Markdown has no Paper and Δ columns; the CSV keeps them ("–") for the figures."""
+    if not (table["Paper"] == NA).all():
+        write_table(table, stem.with_suffix(".csv"), stem.with_suffix(".md"), title, notes)
+        return
+    write_table(table.drop(columns=["Paper", "Δ"]), stem.with_suffix(".csv"), stem.with_suffix(".md"), title, notes)
+    write_text(stem.with_suffix(".csv"), table.to_csv(index=False))
 
 
 def results_frame(table_metrics: Iterable[str | os.PathLike] = (),
