@@ -203,3 +203,43 @@ def test_bad_shapes_raise():
         pairwise_sinkhorn_divergence(torch.zeros(3, 4))
     with pytest.raises(DmlReproError, match="point dimension"):
         pairwise_sinkhorn_divergence(torch.zeros(2, 3, 4), torch.zeros(2, 3, 5))
+
+
+# ----------------------------------------------------------------------- the histogram reading
+def test_histogram_reading_is_a_symmetric_divergence_that_tends_to_exact_ot():
+    import ot
+
+    from dmlrepro.distances.histogram_sinkhorn import HistogramSinkhornDistance, embedding_histograms
+    torch.manual_seed(0)
+    emb = torch.randn(6, 5, dtype=torch.float64)
+    emb[5] = 3.0 * emb[0]  # the same direction: the same histogram
+    dist = HistogramSinkhornDistance(5, blur=0.01, scaling=0.99)  # geomloss: one iteration per eps step
+    mat = dist(emb).detach()
+    assert torch.equal(mat, mat.T) and torch.all(mat.diagonal() == 0)
+    assert abs(float(mat[0, 5])) < 1e-6 and float(mat[0, 1]) > 1e-3
+    # identity support: cost 1 between distinct dimensions, so OT is the total variation ½‖h − g‖₁
+    h = embedding_histograms(emb).numpy()
+    cost = 1.0 - np.eye(5)
+    for i, j in [(0, 1), (2, 3), (1, 4)]:
+        exact = ot.emd2(h[i], h[j], cost)
+        assert exact == pytest.approx(0.5 * np.abs(h[i] - h[j]).sum(), abs=1e-9)
+        assert float(mat[i, j]) == pytest.approx(exact, abs=0.01)
+
+
+def test_histogram_reading_learns_its_support_and_is_a_pml_distance():
+    from pytorch_metric_learning.losses import TripletMarginLoss
+
+    from dmlrepro.distances.histogram_sinkhorn import HistogramSinkhornDistance
+    torch.manual_seed(1)
+    emb = torch.randn(8, 4, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    dist = HistogramSinkhornDistance(4, blur=0.1, scaling=0.5)
+    loss = TripletMarginLoss(margin=0.1, distance=dist)(emb, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and emb.grad.abs().sum() > 0 and dist.support.grad.abs().sum() > 0
+    assert [p is dist.support for p in dist.parameters()] == [True]  # optimised with the loss's parameters
+    paired = dist.pairwise_distance(emb[:3], emb[3:6]).detach()
+    full = dist(emb[:3].detach(), emb[3:6].detach()).detach()
+    assert torch.allclose(paired, full.diagonal(), atol=1e-5)
+    with pytest.raises(DmlReproError, match="4 dimensions"):
+        HistogramSinkhornDistance(5)(emb)

@@ -215,6 +215,29 @@ def test_a_resumed_run_equals_an_uninterrupted_one(stand_in, shared_data, tmp_pa
     assert resumed["coreset"]["sizes"] == whole["coreset"]["sizes"]
 
 
+def test_histogram_reading_rows_train_on_the_pooled_embedding_and_are_tabulated_beside(stand_in, shared_data,
+                                                                                      tmp_path):
+    from dmlrepro.distances.histogram_sinkhorn import HistogramSinkhornDistance
+    files = []
+    for method in ("wtriplet", "wtriplet_hist", "wcontrastive_hist"):
+        summary = _train(stand_in, shared_data, tmp_path / method, method)
+        files.append(tmp_path / method / "metrics.json")
+        hist = method.endswith("_hist")
+        assert summary["wasserstein"] is not hist and (summary["test_sd_rerank"] is None) == hist
+        assert 0 <= summary["test"]["recall@1"] <= 1
+    objective = run.build_objective(TABLE1_METHODS["wtriplet_hist"], 8, 5, _SINKHORN)
+    assert isinstance(objective.loss.distance, HistogramSinkhornDistance)
+    runs = report.load_runs(files, "fashion_mnist")
+    assert list(report.table1(runs, "fashion_mnist")["Method"]) == ["Wtriplet"]  # not Table 1 rows
+    reading = report.reading_table(runs, "fashion_mnist")
+    assert list(reading["measure"]) == ["point cloud", "histogram", "histogram"]
+    md = tmp_path / "t.md"
+    report.write_tables(report.table1(runs, "fashion_mnist"), None, tmp_path / "t.csv", md, tmp_path / "c.csv",
+                        "title", reading=reading)
+    assert "point clouds vs the embedding read as a histogram" in md.read_text()
+    assert report.reading_table(runs[:1], "fashion_mnist") is None
+
+
 # ----------------------------------------------------------------------------- tables and claims
 
 

@@ -25,7 +25,8 @@ def _tables(args: argparse.Namespace) -> None:
     runs = report.load_runs(args.metrics, args.dataset)
     notes = [args.data_note] + list(args.note)
     report.write_tables(report.table1(runs, args.dataset), report.coreset_table(runs, args.dataset), args.csv,
-                        args.md, args.coreset_csv, report.table1_title(args.dataset), notes)
+                        args.md, args.coreset_csv, report.table1_title(args.dataset), notes,
+                        reading=report.reading_table(runs, args.dataset))
 
 
 def _claims(args: argparse.Namespace) -> None:

@@ -31,7 +31,7 @@ from dmlrepro.reporting.claims import evaluate_claims, stand_in_claims_title, wr
 from dmlrepro.reporting.tables import format_mean_std
 
 from .claims import CLAIMS, results_frame
-from .methods import ROWS, TABLE1_ROWS, row_label
+from .methods import HISTOGRAM_ROWS, ROWS, TABLE1_ROWS, row_label
 from .paper_values import (METRICS, PAPER_DATASETS, dataset_label, is_paper_dataset, is_suspect, paper_percent)
 
 __all__ = ["load_runs", "table1", "coreset_table", "table1_title", "write_tables", "claims_table", "claims_title",
@@ -134,6 +134,24 @@ def coreset_table(runs: Sequence[dict[str, Any]], dataset: str) -> pd.DataFrame 
     return pd.DataFrame(out)
 
 
+def reading_table(runs: Sequence[dict[str, Any]], dataset: str) -> pd.DataFrame | None:
+    """W-triplet and W-contrastive under the two readings of an image's measure (point clouds,
+    histogram over the embedding's dimensions) on ``dataset``; None without a histogram run."""
+    mine = [r for r in runs if r["dataset"] == dataset]
+    if not any(r["method"] in HISTOGRAM_ROWS for r in mine):
+        return None
+    out = []
+    for row in ("wtriplet", "wtriplet_hist", "wcontrastive", "wcontrastive_hist"):
+        rr = [r for r in mine if r["method"] == row]
+        if rr:
+            out.append({"Method": row_label(row), "measure": "histogram" if row in HISTOGRAM_ROWS else "point cloud",
+                        **{name: _cell([r["test"][key] for r in rr]) for name, key in METRICS.items()},
+                        "training CPU s": (_plain([r["train_cpu_seconds"] for r in rr])
+                                           if all("train_cpu_seconds" in r for r in rr) else "–"),
+                        "seeds": len(rr)})
+    return pd.DataFrame(out)
+
+
 def table1_title(dataset: str) -> str:
     if is_paper_dataset(dataset):
         return f"Wasserstein DML, Table 1 on {dataset_label(dataset)} (percent; the paper's fractions × 100)"
@@ -142,7 +160,7 @@ def table1_title(dataset: str) -> str:
 
 
 def write_tables(table: pd.DataFrame, coreset: pd.DataFrame | None, csv_path, md_path, coreset_csv, title: str,
-                 notes: Sequence[str] = ()) -> None:
+                 notes: Sequence[str] = (), reading: pd.DataFrame | None = None) -> None:
     """CSV of Table 1 and of the coreset table (empty when none ran); Markdown with both and the notes."""
     write_text(csv_path, table.to_csv(index=False))
     write_text(coreset_csv, (coreset if coreset is not None else pd.DataFrame()).to_csv(index=False))
@@ -150,6 +168,9 @@ def write_tables(table: pd.DataFrame, coreset: pd.DataFrame | None, csv_path, md
     if coreset is not None:
         parts += ["## WCRAIG: W-triplet without and with the coreset (same epochs)", "",
                   coreset.to_markdown(index=False, disable_numparse=True), ""]
+    if reading is not None:
+        parts += ["## The measure of an image: point clouds vs the embedding read as a histogram", "",
+                  reading.to_markdown(index=False, disable_numparse=True), ""]
     if any(SUSPECT_MARK.strip() in str(v) for v in table.to_numpy().ravel()):
         parts += [f"{SUSPECT_MARK.strip()} a probable copy error of the paper (TARGETS.md 002-§1): no difference "
                   "is computed against it.", ""]

@@ -74,13 +74,18 @@ def sinkhorn_options(cfg: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def build_objective(method_cfg: dict[str, Any], point_dim: int, n_classes: int, sinkhorn: dict[str, Any]):
-    """The row's loss and miner; W-rows get the Sinkhorn distance on clouds of ``point_dim``."""
+    """The row's loss and miner; W-rows get the Sinkhorn distance on clouds of ``point_dim``, the
+    histogram rows the histogram reading on the ``point_dim``-dimensional pooled embedding."""
     loss_spec, miner_spec = dict(method_cfg["loss"]), method_cfg.get("miner")
-    if is_wasserstein(method_cfg):
-        from dmlrepro.distances.sinkhorn_divergence import SinkhornDivergenceDistance
+    if method_cfg.get("distance") is not None:
         if "distance" in loss_spec:
             raise DmlReproError("a W-row's loss takes the Sinkhorn distance; remove its own 'distance'")
-        loss_spec["distance"] = SinkhornDivergenceDistance(point_dim, **sinkhorn)
+        if is_wasserstein(method_cfg):
+            from dmlrepro.distances.sinkhorn_divergence import SinkhornDivergenceDistance
+            loss_spec["distance"] = SinkhornDivergenceDistance(point_dim, **sinkhorn)
+        else:  # the histogram reading, on the pooled embedding (point_dim = its dimension)
+            from dmlrepro.distances.histogram_sinkhorn import HistogramSinkhornDistance
+            loss_spec["distance"] = HistogramSinkhornDistance(point_dim, **sinkhorn)
         if miner_spec is not None:
             miner_spec = {"name": miner_spec} if isinstance(miner_spec, str) else dict(miner_spec)
             miner_spec["distance"] = loss_spec["distance"]
