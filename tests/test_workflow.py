@@ -266,6 +266,10 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     assert "results/unified_view/tables/claims.md" in res.stdout
     assert "results/unified_view/figures/figure1_pair_weights.png" in res.stdout
     assert "resources/weights/imagenet/bn_inception-52deb4733.pth" in res.stdout
+    # paper 002: a dataset's method_overrides reach its runs only (Roth's SOP Histogram has 11 nodes)
+    hist = {d: next(j for j in jobs if j.startswith("rule wasserstein_train:") and f"--dataset {d}" in j
+                    and "--method histogram" in j) for d in ("cub200", "sop")}
+    assert '"n_bins": 10' in hist["sop"] and '"n_bins": 64' in hist["cub200"]
     # paper 003: Table 1 (Ours, STML* at 128 and 512) on CUB, Cars, SOP; Table 3 on CUB 512; Fig. 3 on CUB 128
     from dmlrepro.papers.pl_manifolds.methods import TABLE3_ROWS, figure3_runs
     plm = cfg["papers"]["pl_manifolds"]

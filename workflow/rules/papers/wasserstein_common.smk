@@ -41,10 +41,20 @@ def wass_resource(dataset, key, default):
     return wass_cfg(dataset).get("resources", {}).get(key, default)
 
 
+def _merged(base, override):
+    return {k: _merged(base.get(k, {}), v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+            for k, v in {**base, **override}.items()}
+
+
+def wass_method(dataset, row):
+    """The row's spec, with the dataset's ``method_overrides`` for it merged in."""
+    return _merged(WASSERSTEIN["methods"][row], wass_cfg(dataset).get("method_overrides", {}).get(row, {}))
+
+
 def wass_params(dataset, row):
     """The JSON a run reads: the row's spec and the dataset's model, schedule, Sinkhorn and evaluation."""
     cfg = wass_cfg(dataset)
-    return json.dumps({"method": WASSERSTEIN["methods"][row], "model": cfg["model"], "train": cfg["train"],
+    return json.dumps({"method": wass_method(dataset, row), "model": cfg["model"], "train": cfg["train"],
                        "sinkhorn": cfg.get("sinkhorn", {}), "evaluation": cfg.get("evaluation", {})},
                       sort_keys=True)
 
