@@ -19,7 +19,7 @@ from dmlrepro.models.images import PooledView, build_cloud_embedder
 from dmlrepro.papers.wasserstein import paper_values as pv
 from dmlrepro.papers.wasserstein import report, run
 from dmlrepro.papers.wasserstein.claims import CLAIMS, results_frame
-from dmlrepro.papers.wasserstein.methods import ROWS, TABLE1_METHODS, TABLE1_ROWS, row_label
+from dmlrepro.papers.wasserstein.methods import HISTOGRAM_ROWS, ROWS, TABLE1_METHODS, TABLE1_ROWS, row_label
 from dmlrepro.reporting.claims import DOES_NOT_HOLD, HOLDS
 from dmlrepro.training.images import weighted_m_per_class_plan
 
@@ -88,7 +88,9 @@ def test_unknown_cloud_layer_is_an_error_naming_it():
 def test_the_configs_list_the_papers_rows():
     for name in ("config.yaml", "paper.yaml"):
         cfg = yaml.safe_load((REPO / "config" / name).read_text())["papers"]["wasserstein"]
-        assert cfg["methods"] == TABLE1_METHODS, name
+        # the default leaves out the histogram reading's rows (their cost; docs/wasserstein.md)
+        expected = {k: v for k, v in TABLE1_METHODS.items() if name == "paper.yaml" or k not in HISTOGRAM_ROWS}
+        assert cfg["methods"] == expected, name
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["papers"]["wasserstein"]
     assert set(paper["datasets"]) == {"cub200", "sop"} and paper["seeds"] == [0, 1, 2]
     for ds in paper["datasets"].values():   # Roth et al.'s defaults
