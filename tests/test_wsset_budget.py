@@ -258,4 +258,6 @@ def test_embedded_default_plans_no_budget_job_and_no_monitor(tmp_path):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert counts == with_image_papers(DEFAULT_JOB_COUNTS, cfg)
     assert not re.search(r"results/\w+/budget/|rule budget_figure|results/figures/budget", res.stdout)
-    assert "monitor_test" not in res.stdout and "train_budget_embedder" not in counts
+    wsset_train = [line for line in res.stdout.splitlines() if " -m dmlrepro train " in line]
+    assert len(wsset_train) == counts["train_embedder"] + counts["train_study_embedder"] + counts["train_external_base"]
+    assert not any("monitor_test" in line for line in wsset_train) and "train_budget_embedder" not in counts
