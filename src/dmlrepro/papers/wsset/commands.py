@@ -209,6 +209,26 @@ def _budget(args: argparse.Namespace) -> None:
     log.info("budget study: %d runs, %d summary rows", len(runs), len(summary))
 
 
+def _budget_diagnose(args: argparse.Namespace) -> None:
+    from dmlrepro.data.pointsets import Pointsets
+    from dmlrepro.data.splits import Splits
+    from dmlrepro.io import write_json
+    from dmlrepro.papers.wsset.budget_diagnostics import diagnose_run, pseudo_label_quality
+    params = _json_arg(args.params)
+    _set_threads(args.threads)
+    ps, splits = Pointsets.load(args.pointsets), Splits.load(args.splits)
+    emd = np.load(args.emd, mmap_mode="r")
+    train_cfg = dict(params["train"])
+    seed = int(train_cfg.get("seed", 0)) + args.split
+    fit, val, labelled = splits.training_parts(ps.labels, args.split)
+    quality = pseudo_label_quality(emd, ps.labels, fit, int(train_cfg.get("batch_size", 64)), seed)
+    write_json(Path(args.out_dir) / "pseudo_labels.json", quality)
+    frame = diagnose_run(ps, emd, fit, val, args.method, params.get("method_params", {}), params["model"], train_cfg,
+                         args.out_dir, seed=seed, monitor=(labelled, splits.test[args.split]))
+    frame.to_csv(Path(args.out_dir) / "diagnostics.csv", index=False, float_format="%.5f")
+    log.info("pseudo-labels: %s", quality)
+
+
 def _claims(args: argparse.Namespace) -> None:
     from dmlrepro.papers.wsset.report import check_claims
     claims = check_claims(args.metrics, args.small_data, args.c_grid, args.claims, args.csv_out, args.md_out)
@@ -323,6 +343,14 @@ def register(sub) -> None:
     s.add_argument("--claims-csv", required=True)
     s.add_argument("--claims-md", required=True)
     s.set_defaults(func=_budget)
+
+    s = sub.add_parser("budget-diagnose", help="budget study: triplet geometry per epoch and pseudo-label quality of one run")
+    _add_run_arguments(s)
+    s.add_argument("--emd", required=True)
+    s.add_argument("--params", required=True, help="JSON with keys method_params, model, train (monitor_test on)")
+    s.add_argument("--out-dir", required=True, help="the run, diagnostics.csv and pseudo_labels.json go here")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=_budget_diagnose)
 
     s = sub.add_parser("claims", help="a paper's claims checked on the runs: both sides' mean ± std and a verdict")
     s.add_argument("--metrics", nargs="*", default=[], help="metrics.json of the Tables I/II runs")
