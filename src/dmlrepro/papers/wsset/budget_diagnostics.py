@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from dmlrepro.evaluation.supervision_quality import pair_correlation
+from dmlrepro.io import atomic_path
 
 __all__ = ["pseudo_label_quality", "triplet_geometry", "diagnose_run"]
 
@@ -97,9 +98,11 @@ def triplet_geometry(emb: np.ndarray, emd: np.ndarray, labels: np.ndarray, batch
 
 def diagnose_run(ps, emd: np.ndarray, fit: np.ndarray, val: np.ndarray, method: str, method_params: dict[str, Any],
                  model_cfg: dict[str, Any], train_cfg: dict[str, Any], out_dir: str | os.PathLike,
-                 seed: int = 0, monitor: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+                 seed: int = 0, monitor: tuple[np.ndarray, np.ndarray] | None = None,
+                 progress_csv: str | os.PathLike | None = None) -> pd.DataFrame:
     """Train as the workflow does and record :func:`triplet_geometry` after every epoch (on that
-    epoch's batches); returns the history joined with the geometry, one row per epoch."""
+    epoch's batches); returns the history joined with the geometry, one row per epoch, and
+    rewrites ``progress_csv`` (if given) after every epoch."""
     from dmlrepro.papers.wsset.emd_triplets import EMDTripletMiner
     from dmlrepro.papers.wsset.methods import method_spec
     from dmlrepro.papers.wsset.trainer import build_model, embed, train_embedder
@@ -124,6 +127,10 @@ def diagnose_run(ps, emd: np.ndarray, fit: np.ndarray, val: np.ndarray, method: 
         emb[fit] = embed(model, ps, fit, weight_feature=model_cfg.get("weight_feature", "count"))
         rows.append({"epoch": epoch, **triplet_geometry(emb, emd, ps.labels, _batches(fit, batch_size, seed, epoch),
                                                         miner, margin)})
+        if progress_csv is not None:  # what a run stopped early has shown so far (history from the checkpoint)
+            with atomic_path(progress_csv, suffix=".csv") as tmp:
+                (pd.DataFrame(torch.load(out_dir / "checkpoint" / "last.pt", weights_only=False)["history"])
+                 .merge(pd.DataFrame(rows), on="epoch").to_csv(tmp, index=False, float_format="%.5f"))
 
     result = train_embedder(ps, emd, fit, val, method, method_params, model_cfg, train_cfg, out_dir, seed=seed,
                             on_epoch_end=after, monitor=monitor)

@@ -224,7 +224,8 @@ def _budget_diagnose(args: argparse.Namespace) -> None:
     quality = pseudo_label_quality(emd, ps.labels, fit, int(train_cfg.get("batch_size", 64)), seed)
     write_json(Path(args.out_dir) / "pseudo_labels.json", quality)
     frame = diagnose_run(ps, emd, fit, val, args.method, params.get("method_params", {}), params["model"], train_cfg,
-                         args.out_dir, seed=seed, monitor=(labelled, splits.test[args.split]))
+                         args.out_dir, seed=seed, monitor=(labelled, splits.test[args.split]),
+                         progress_csv=Path(args.out_dir) / "diagnostics_progress.csv")
     frame.to_csv(Path(args.out_dir) / "diagnostics.csv", index=False, float_format="%.5f")
     log.info("pseudo-labels: %s", quality)
 
