@@ -44,7 +44,8 @@ PAPER_JOB_COUNTS = {
     "fetch_raw": 17, "build_pointsets": 6, "bert_finetune": 15, "bert_study_finetune": 90, "emd_shard": 304,
     "merge_emd": 5, "train_embedder": 300, "train_study_embedder": 510, "evaluate_wmd_knn": 20,
     "train_external_base": 1, "c_grid_figure": 1, "query_time": 1, "query_time_figure": 1, "small_data_figure": 1,
-    "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1, "claims": 1, "total": 1278,
+    "tables": 1, "training_curves": 1, "comparison_figures": 1, "html_report": 1, "all": 1, "claims": 1,
+    "train_budget_embedder": 40, "budget_figure": 1, "total": 1319,  # issue 18's budget study (2 x 2 x 2 x 5 runs)
 }
 
 

@@ -56,6 +56,10 @@ def check_config():
                                 " queries on a catalogued corpus (time yours with dmlrepro search)")
         if cfg.get("model_from", DATASETS[0]) not in DATASETS:
             raise WorkflowError(f"studies.{study}.model_from: unknown dataset '{cfg['model_from']}' (configured: {DATASETS})")
+    for encoder, cfg in STUDIES.get("budget", {}).get("encoders", {}).items():
+        for d in (cfg or {}).get("datasets", []):
+            if d not in DATASETS:
+                raise WorkflowError(f"studies.budget.encoders.{encoder}.datasets: unknown dataset '{d}' (configured: {DATASETS})")
     for name in CORPORA:
         if name in DATASETS:
             raise WorkflowError(f"corpora.{name}: the name is also a dataset; give the corpus its own key")
@@ -258,6 +262,38 @@ def study_run_dirs(study):
     return []
 
 
+# ------------------------------------------------- training-budget study (papers/wsset/studies.py)
+def budget_runs():
+    from dmlrepro.papers.wsset.studies import budget_runs as runs
+
+    study = STUDIES.get("budget")
+    return runs(study, {d: n_splits(d) for d in study["datasets"]}) if study else []
+
+
+def budget_train_params(wildcards):
+    """train_params with the encoder's model overrides (by its key) and the largest budget."""
+    from dmlrepro.papers.wsset.studies import budget_train, encoder_model
+
+    params = json.loads(train_params(wildcards))
+    params["model"] = encoder_model(params["model"], STUDIES["budget"], wildcards.encoder)
+    params["train"] = budget_train(params["train"], STUDIES["budget"], wildcards.encoder, wildcards.dataset)
+    return json.dumps(params, sort_keys=True)
+
+
+def budget_manifest(wildcards=None):
+    """The budget command's --runs: each run's setting and budgets by name, not from its path."""
+    from dmlrepro.papers.wsset.studies import encoder_epochs
+
+    return json.dumps([{"dataset": r.dataset, "method": r.method, "encoder": r.encoder, "split": r.split,
+                        "budgets": encoder_epochs(STUDIES["budget"], r.encoder, r.dataset),
+                        "history": f"{r.run_dir}/history.csv", "metrics": f"{r.run_dir}/metrics.json"}
+                       for r in budget_runs()])
+
+
+def budget_wmd_metrics():
+    return sorted({f"results/{r.dataset}/split{r.split}/wmd_knn/metrics.json" for r in budget_runs()})
+
+
 def all_metrics(wildcards=None):
     return [f"{r}/metrics.json" for r in run_dirs()]
 
@@ -269,7 +305,7 @@ def study_metrics(study):
 def study_figures():
     """The figures of the studies the config asks for (Figs. 4, 5, 6)."""
     figures = {"small_data": "results/figures/fig4_small_data.png", "c_grid": "results/figures/fig6_c_grid.png",
-               "query_time": "results/figures/fig5_query_time.png"}
+               "query_time": "results/figures/fig5_query_time.png", "budget": "results/figures/budget.png"}
     return [figures[s] for s in STUDIES if s in figures]
 
 

@@ -108,6 +108,31 @@ use rule small_data_figure as c_grid_figure with:
         "logs/report/c_grid.log",
 
 
+rule budget_figure:
+    # the training-budget study: kNN accuracy against epochs and encoder, WMD kNN line, claims per budget
+    input:
+        histories=[f"{r.run_dir}/history.csv" for r in budget_runs()],
+        metrics=[f"{r.run_dir}/metrics.json" for r in budget_runs()],
+        wmd=budget_wmd_metrics(),
+    output:
+        per_split="results/tables/budget_per_split.csv",
+        summary="results/tables/budget.csv",
+        figure=report("results/figures/budget.png", category="Figures", caption="../report/budget.rst"),
+        claims_csv="results/tables/budget_claims.csv",
+        claims_md="results/tables/budget_claims.md",
+    params:
+        cli=DMLREPRO,
+        runs=budget_manifest,
+    log:
+        "logs/report/budget.log",
+    conda:
+        "../envs/report.yaml"
+    shell:
+        "{params.cli} budget --runs {params.runs:q} --wmd {input.wmd}"
+        " --per-split-out {output.per_split} --summary-out {output.summary} --figure-out {output.figure}"
+        " --claims-csv {output.claims_csv} --claims-md {output.claims_md} > {log} 2>&1"
+
+
 rule query_time_figure:
     input:
         table=lambda w: f"results/query_time/{STUDIES['query_time']['dataset']}.csv",
@@ -133,7 +158,8 @@ rule html_report:
             "results/tables/table1.md",
             "results/tables/table2.md",
             "results/tables/dml_metrics.md",
-        ],
+        ]
+        + (["results/tables/budget_claims.md"] if "budget" in STUDIES else []),
         figures=["results/figures/table1_vs_paper.png", "results/figures/recall_at_k.png"] + study_figures(),
         curves=all_curves,
         papers=lambda w: PAPER_TARGETS,

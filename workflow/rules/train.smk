@@ -54,6 +54,31 @@ use rule train_embedder as train_study_embedder with:
         "benchmarks/logs/{dataset}/{study}/split{split}/{method}/train.tsv"
 
 
+# Training-budget study (papers/wsset/studies.py): one run of the largest budget per encoder, the
+# encoder's model overrides looked up by its key, the test accuracy of every epoch recorded
+use rule train_embedder as train_budget_embedder with:
+    output:
+        model="results/{dataset}/budget/{encoder}/split{split}/{method}/model.pt",
+        history="results/{dataset}/budget/{encoder}/split{split}/{method}/history.csv",
+        embeddings="results/{dataset}/budget/{encoder}/split{split}/{method}/embeddings.npy",
+        metrics="results/{dataset}/budget/{encoder}/split{split}/{method}/metrics.json",
+    wildcard_constraints:
+        method="|".join(TRAINED_METHODS),
+        encoder="|".join(STUDIES.get("budget", {}).get("encoders", {})) or "no-budget-study",
+    params:
+        cli=DMLREPRO,
+        cfg=budget_train_params,
+        flags=train_flags,
+        out_dir=subpath(output.model, parent=True),
+        ks=recall_ks,
+        knn_k=config["evaluation"].get("knn_k", 10),
+        data_note=lambda w: f"budget study, encoder {w.encoder}",
+    log:
+        "logs/{dataset}/budget/{encoder}/split{split}/{method}/train.log",
+    benchmark:
+        "benchmarks/logs/{dataset}/budget/{encoder}/split{split}/{method}/train.tsv"
+
+
 # Ours+Ext. step 1: WSSET on every document of an unlabelled external corpus (no selection)
 rule train_external_base:
     input:

@@ -2,7 +2,7 @@
 
 ``train`` (one set embedder on one split, evaluated in the same job), ``bert`` (the BERT_BASE
 rows), ``evaluate`` (WMD kNN, or saved embeddings), ``query-time`` (Fig. 5), ``tables``,
-``figures``, ``study`` (Figs. 4 and 6) and ``claims``. The shared steps (fetch, pointsets, EMD
+``figures``, ``study`` (Figs. 4 and 6), ``budget`` (the training-budget study, issue 18) and ``claims``. The shared steps (fetch, pointsets, EMD
 shards, the HTML report) stay in :mod:`dmlrepro.cli`.
 """
 
@@ -91,8 +91,10 @@ def _train(args: argparse.Namespace) -> None:
         fit, val, labelled = splits.training_parts(ps.labels, k, args.samples_per_class)
         seed += k
     emd = np.load(args.emd, mmap_mode="r") if args.emd else None
+    # train.monitor_test (the budget study): the test kNN accuracy of every evaluation, recorded only
+    monitor = (labelled, splits.test[args.split]) if train_cfg.get("monitor_test") and not args.all_documents else None
     result = train_embedder(ps, emd, fit, val, args.method, params.get("method_params", {}), params["model"],
-                            train_cfg, args.out_dir, seed=seed, init_model=args.init_model)
+                            train_cfg, args.out_dir, seed=seed, init_model=args.init_model, monitor=monitor)
     model = load_model(Path(args.out_dir) / "model.pt")
     embeddings = embed(model, ps, np.arange(len(ps)), weight_feature=params["model"].get("weight_feature", "count"))
     save_embeddings(Path(args.out_dir) / "embeddings.npy", embeddings)
@@ -223,6 +225,37 @@ def _study(args: argparse.Namespace) -> None:
     (plot_small_data if args.kind == "small_data" else plot_c_grid)(summary, args.figure_out)
 
 
+def _budget(args: argparse.Namespace) -> None:
+    from dmlrepro.papers.wsset.studies import write_budget_study
+    runs = _json_arg(args.runs)
+    if not isinstance(runs, list):
+        raise DmlReproError("budget: --runs must be a JSON list of runs")
+    summary = write_budget_study(runs, args.wmd, args.per_split_out, args.summary_out, args.figure_out,
+                                 args.claims_csv, args.claims_md)
+    log.info("budget study: %d runs, %d summary rows", len(runs), len(summary))
+
+
+def _budget_diagnose(args: argparse.Namespace) -> None:
+    from dmlrepro.data.pointsets import Pointsets
+    from dmlrepro.data.splits import Splits
+    from dmlrepro.io import write_json
+    from dmlrepro.papers.wsset.budget_diagnostics import diagnose_run, pseudo_label_quality
+    params = _json_arg(args.params)
+    _set_threads(args.threads)
+    ps, splits = Pointsets.load(args.pointsets), Splits.load(args.splits)
+    emd = np.load(args.emd, mmap_mode="r")
+    train_cfg = dict(params["train"])
+    seed = int(train_cfg.get("seed", 0)) + args.split
+    fit, val, labelled = splits.training_parts(ps.labels, args.split)
+    quality = pseudo_label_quality(emd, ps.labels, fit, int(train_cfg.get("batch_size", 64)), seed)
+    write_json(Path(args.out_dir) / "pseudo_labels.json", quality)
+    frame = diagnose_run(ps, emd, fit, val, args.method, params.get("method_params", {}), params["model"], train_cfg,
+                         args.out_dir, seed=seed, monitor=(labelled, splits.test[args.split]),
+                         progress_csv=Path(args.out_dir) / "diagnostics_progress.csv")
+    frame.to_csv(Path(args.out_dir) / "diagnostics.csv", index=False, float_format="%.5f")
+    log.info("pseudo-labels: %s", quality)
+
+
 def _claims(args: argparse.Namespace) -> None:
     from dmlrepro.papers.wsset.report import check_claims
     claims = check_claims(args.metrics, args.small_data, args.c_grid, args.claims, args.csv_out, args.md_out)
@@ -326,6 +359,25 @@ def register(sub) -> None:
     s.add_argument("--summary-out", required=True)
     s.add_argument("--figure-out", required=True)
     s.set_defaults(func=_study)
+
+    s = sub.add_parser("budget", help="training-budget study: kNN accuracy against epochs and encoder, WMD line, claims")
+    s.add_argument("--runs", required=True,
+                   help="JSON list, one object per run: dataset, method, encoder, split, budgets, history (, metrics)")
+    s.add_argument("--wmd", nargs="+", required=True, help="metrics.json of the wmd_knn runs on the same splits")
+    s.add_argument("--per-split-out", required=True)
+    s.add_argument("--summary-out", required=True)
+    s.add_argument("--figure-out", required=True)
+    s.add_argument("--claims-csv", required=True)
+    s.add_argument("--claims-md", required=True)
+    s.set_defaults(func=_budget)
+
+    s = sub.add_parser("budget-diagnose", help="budget study: triplet geometry per epoch and pseudo-label quality of one run")
+    _add_run_arguments(s)
+    s.add_argument("--emd", required=True)
+    s.add_argument("--params", required=True, help="JSON with keys method_params, model, train (monitor_test on)")
+    s.add_argument("--out-dir", required=True, help="the run, diagnostics.csv and pseudo_labels.json go here")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=_budget_diagnose)
 
     s = sub.add_parser("claims", help="a paper's claims checked on the runs: both sides' mean ± std and a verdict")
     s.add_argument("--metrics", nargs="*", default=[], help="metrics.json of the Tables I/II runs")

@@ -37,6 +37,9 @@ from dmlrepro.training.loop import Batch, Hook, Objective, Trainer, run_signatur
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("epoch", "loss", "val_accuracy", "n_triplets", "seconds")
+# with ``train.monitor_test: true`` (the training-budget study, papers/wsset/studies.py) every
+# evaluation also records the test kNN accuracy; the column's name says it is never selected on
+MONITOR_COLUMN = "test_accuracy_not_for_selection"
 # settings a run may change and still resume its checkpoint (more epochs, another device)
 _RESUMABLE_KEYS = ("epochs", "device", "threads", "chunk_size")
 
@@ -83,6 +86,11 @@ def validation_accuracy(model, ps: Pointsets, fit: np.ndarray, val: np.ndarray, 
     return weighted_knn_accuracy(embedding_distances(emb_val, emb_fit), ps.labels[fit], ps.labels[val], k)
 
 
+def monitored_test_accuracy(model, ps: Pointsets, gallery: np.ndarray, test: np.ndarray, k: int, weight_feature: str) -> float:
+    """Test kNN accuracy against the labelled train gallery, computed as the run's ``metrics.json``
+    is (``run.evaluate_run``: every document embedded in one pass, then the test and gallery rows)."""
+    emb = embed(model, ps, np.arange(len(ps)), weight_feature=weight_feature)
+    return weighted_knn_accuracy(embedding_distances(emb[test], emb[gallery]), ps.labels[gallery], ps.labels[test], k)
 
 
 @dataclass
@@ -134,7 +142,8 @@ class _EpochLoss(Hook):
 def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: np.ndarray, method: str,
                    method_params: dict[str, Any], model_cfg: dict[str, Any], train_cfg: dict[str, Any],
                    out_dir: str | os.PathLike, seed: int = 0, init_model: str | os.PathLike | None = None,
-                   on_epoch_end: Callable[[int], None] | None = None) -> TrainResult:
+                   on_epoch_end: Callable[[int], None] | None = None,
+                   monitor: tuple[np.ndarray, np.ndarray] | None = None) -> TrainResult:
     """Train one embedder with ``method`` (``papers/wsset/methods.py``) on the generic trainer
     (``training/loop.py``); write ``model.pt`` and ``history.csv`` to ``out_dir``.
 
@@ -142,7 +151,11 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
     EMD-based methods read it (others may pass None); a batch carries its EMD sub-matrix as the
     extra ``"emd"``. Supervised methods read the labels of ``fit`` only. ``init_model`` is the
     ``model.pt`` a transfer stage starts from. ``on_epoch_end`` is a test hook (e.g. to interrupt
-    a run after a given epoch).
+    a run after a given epoch). ``monitor`` = (labelled gallery, test documents): with
+    ``train_cfg["monitor_test"]`` every evaluation records the test kNN accuracy in the column
+    :data:`MONITOR_COLUMN` (the generic loop's ``monitor``: recorded, never read for selection;
+    the budget study reads it at the epoch validation picks). Without the flag the history has
+    exactly :data:`HISTORY_COLUMNS`.
     """
     spec = method_spec(method)
     out_dir = Path(out_dir)
@@ -198,6 +211,12 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
                         labels[torch.from_numpy(index).to(device)] if spec.uses_labels else None, index, extras)
 
     validate = (lambda m: {"accuracy": validation_accuracy(m, ps, fit, val, knn_k, weight_feature)}) if len(val) else None
+    watch = None
+    if train_cfg.get("monitor_test", False):
+        if monitor is None:
+            raise DmlReproError("train.monitor_test needs the split's labelled gallery and test documents")
+        gallery, test = (np.asarray(part, np.int64) for part in monitor)
+        watch = lambda m: {"accuracy": monitored_test_accuracy(m, ps, gallery, test, knn_k, weight_feature)}  # noqa: E731
     epoch_loss = _EpochLoss()
     signature = run_signature(method, method_params, model_cfg,
                               {k: v for k, v in train_cfg.items() if k not in _RESUMABLE_KEYS}, seed, fit.tolist(),
@@ -205,11 +224,12 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
     trainer = Trainer(model, objective, optimiser, plan=plan, load=load, epochs=epochs,
                       checkpoint=out_dir / "checkpoint" / "last.pt", signature=signature, validate=validate,
                       selection_metric="accuracy" if selection == "val_knn" else None,
-                      hooks=[epoch_loss], eval_every=int(train_cfg.get("eval_every", 1)), device=device,
+                      monitor=watch, hooks=[epoch_loss], eval_every=int(train_cfg.get("eval_every", 1)), device=device,
                       progress=False, name=method)
     result = trainer.fit(after_epoch=on_epoch_end)
     history = [{"epoch": r["epoch"], "loss": epoch_loss.epochs[r["epoch"]], "val_accuracy": r.get("val_accuracy", ""),
-                "n_triplets": r["n_terms"], "seconds": r["seconds"]} for r in result.history]
+                "n_triplets": r["n_terms"], "seconds": r["seconds"],
+                MONITOR_COLUMN: r.get("test_accuracy", "")} for r in result.history]
     best_accuracy = result.best_score
     if selection == "last" and history:  # the selected (last) epoch's validation accuracy, where measured
         best_accuracy = history[-1]["val_accuracy"] or None
@@ -217,7 +237,7 @@ def train_embedder(ps: Pointsets, emd: np.ndarray | None, fit: np.ndarray, val: 
         torch.save({"state_dict": trainer.best["state"], "input_dim": ps.dim + 1, "model_cfg": dict(model_cfg),
                     "architecture": spec.architecture, "method": method, "best_epoch": result.best_epoch,
                     "best_val_accuracy": best_accuracy}, tmp)
-    write_history(out_dir / "history.csv", history, HISTORY_COLUMNS)
+    write_history(out_dir / "history.csv", history, HISTORY_COLUMNS + ((MONITOR_COLUMN,) if watch else ()))
     return TrainResult(result.best_epoch, best_accuracy, history)
 
 
