@@ -55,8 +55,9 @@ def select(points: Sequence[dict[str, Any]], default_lr: float) -> dict[str, Any
         raise DmlReproError("tuning: empty grid")
 
     def key(p):
-        return (-float(p["val_accuracy"]), int(p["epochs"]), abs(math.log(float(p["lr"]) / float(default_lr))),
-                float(p["lr"]))
+        # the log distance rounded: 1e-4 and 1e-2 are equally far from 1e-3 despite float rounding
+        return (-float(p["val_accuracy"]), int(p["epochs"]),
+                round(abs(math.log(float(p["lr"]) / float(default_lr))), 9), float(p["lr"]))
 
     return min(points, key=key)
 
