@@ -144,6 +144,23 @@ def train_params(wildcards):
                       sort_keys=True)
 
 
+def schedule_overrides():
+    """Table methods whose runs do not train with ``config['train']`` as is, for the tables' notes:
+    {method: {lr, epochs}} from method_params.<m>.train, or the search's file under tuning.apply."""
+    out = {}
+    for m in config["methods"]:
+        if not is_trained(m):
+            continue
+        if any(tuned_result(d, m) for d, _ in method_runs(m)):
+            out[m] = f"validation search, results/<dataset>/tuning/{schedule_source(m)}.json"
+            continue
+        cfg = method_train_cfg(m)
+        diff = {k: cfg[k] for k in ("lr", "epochs") if cfg.get(k) != config["train"].get(k)}
+        if diff:
+            out[m] = diff
+    return out
+
+
 def tuning_runs():
     """(dataset, method) pairs of the validation search: each tuned method on each tuning dataset
     in its scope."""
