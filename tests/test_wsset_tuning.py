@@ -191,3 +191,16 @@ def test_tuning_config_dry_run_lists_exactly_its_jobs(tmp_path):
         assert tuned == f"results/{where.split('/')[0]}/tuning/{schedule_source(method)}.json"
     grid = re.search(r"--grid '(.*?)'", out).group(1)
     assert json.loads(grid) == tuning["grid"]
+
+
+def test_tuning_config_does_not_drift_from_the_default():
+    """config/wsset_tuning.yaml is a whole config: the default's data, encoders, base schedule and
+    scope, with the method parameters but without their tuned `train` overrides (it searches them)."""
+    tuning = yaml.safe_load((REPO / "config" / "wsset_tuning.yaml").read_text())
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for key in ("data", "datasets", "methods", "method_scope", "baseline_models", "model", "train", "evaluation", "ot"):
+        assert tuning[key] == default[key], key
+    assert tuning["method_params"] == {m: {k: v for k, v in p.items() if k != "train"}
+                                       for m, p in default["method_params"].items()}
+    assert tuning["corpora"] == {k: v for k, v in default["corpora"].items() if k != "amazon_gallery"}
+    assert "studies" not in tuning and "papers" not in tuning and tuning["tuning"]["apply"] is True
