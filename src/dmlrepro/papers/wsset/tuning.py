@@ -141,13 +141,13 @@ def read_chosen(path: str | Path) -> dict[str, Any]:
 
 def tuning_table(results: Sequence[dict[str, Any]]) -> str:
     """Markdown: one row per (dataset, method), one column per grid point (mean validation kNN
-    accuracy), the chosen point in bold, then the choice, the default's score and the search's CPU time."""
+    accuracy), the chosen point in bold, then the choice, the default's score and the search's wall time."""
     if not results:
         return "No tuning results.\n"
     from dmlrepro.papers.wsset.paper_values import DATASET_LABELS, METHODS
     grid = results[0]["grid"]
     cols = [(lr, e) for lr in grid["lr"] for e in grid["epochs"]]
-    head = ["Dataset", "Method"] + [f"lr {lr:g}, {e} ep" for lr, e in cols] + ["chosen", "default's val", "CPU s"]
+    head = ["Dataset", "Method"] + [f"lr {lr:g}, {e} ep" for lr, e in cols] + ["chosen", "default's val", "wall s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for res in results:
         by = {(p["lr"], p["epochs"]): p for p in res["points"]}
@@ -167,6 +167,6 @@ def tuning_table(results: Sequence[dict[str, Any]]) -> str:
     lines += ["", f"Validation kNN accuracy (weighted {{k}}-NN of the validation part against the fit part) of split(s) "
               f"{', '.join(map(str, splits))}, mean over those splits; the test part is never read. An e-epoch point "
               "is the best validation epoch ≤ e of the longest run at that lr (the same as an e-epoch run: constant lr). "
-              "Bold: the chosen point (ties: fewer epochs, then the lr nearest the default). CPU s: the whole search "
-              "of that row, one thread."]
+              "Bold: the chosen point (ties: fewer epochs, then the lr nearest the default). wall s: the row's whole "
+              "search (one thread; more than its CPU time on a shared machine)."]
     return "\n".join(lines).replace("{k}", "10") + "\n"
