@@ -144,7 +144,9 @@ def tuning_table(results: Sequence[dict[str, Any]]) -> str:
     accuracy), the chosen point in bold, then the choice, the default's score and the search's wall time."""
     if not results:
         return "No tuning results.\n"
-    from dmlrepro.papers.wsset.paper_values import DATASET_LABELS, METHODS
+    from dmlrepro.papers.wsset.paper_values import DATASET_LABELS, METHOD_ORDER, METHODS
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    results = sorted(results, key=lambda r: (r["dataset"], order.get(r["method"], len(order)), r["method"]))
     grid = results[0]["grid"]
     cols = [(lr, e) for lr in grid["lr"] for e in grid["epochs"]]
     head = ["Dataset", "Method"] + [f"lr {lr:g}, {e} ep" for lr, e in cols] + ["chosen", "default's val", "wall s"]
