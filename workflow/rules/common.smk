@@ -10,7 +10,8 @@ if str(SRC) not in sys.path:  # the catalog below says which raw files each data
 
 from dmlrepro.data.catalog import DATASETS as CATALOG_DATASETS, RAW_FILES, STOP_WORDS_115, WORD_VECTORS, raw_files_for  # noqa: E402
 from dmlrepro.data.text_corpora import USER_FORMATS  # noqa: E402
-from dmlrepro.papers.wsset.methods import TRAINED_METHODS, method_spec, transfer_chain  # noqa: E402
+from dmlrepro.papers.wsset.methods import TRAINED_METHODS, method_spec, schedule_source, transfer_chain  # noqa: E402
+from dmlrepro.papers.wsset.tuning import merge_train  # noqa: E402
 
 # Every job runs the package from this checkout: with --use-conda in the rule's env, otherwise
 # with the interpreter that runs Snakemake (the project's virtualenv), whatever PATH says.
@@ -23,6 +24,7 @@ DATASETS = list(config["datasets"])
 CORPORA = list(config.get("corpora", {}))
 STUDIES = config.get("studies", {})
 IMAGE_FOLDERS = config.get("image_folders", {})  # users' own images, by name
+TUNING = config.get("tuning", {})  # validation search of each method's lr x epochs (workflow/rules/tuning.smk)
 
 
 def check_config():
@@ -63,6 +65,17 @@ def check_config():
     for name in CORPORA:
         if name in DATASETS:
             raise WorkflowError(f"corpora.{name}: the name is also a dataset; give the corpus its own key")
+    for m in TUNING.get("methods", []):
+        if m not in TRAINED_METHODS or method_spec(m).schedule_of or method_spec(m).init_from:
+            raise WorkflowError(f"tuning.methods: '{m}' is not a trained method with a schedule of its own"
+                                " (a transfer stage uses WSSET's)")
+    for d in TUNING.get("datasets", []):
+        if d not in DATASETS:
+            raise WorkflowError(f"tuning.datasets: unknown dataset '{d}' (configured: {DATASETS})")
+    for d in TUNING.get("datasets", DATASETS) if TUNING else []:
+        for k in TUNING.get("splits", [0]):
+            if k >= n_splits(d):
+                raise WorkflowError(f"tuning.splits: split {k} but datasets.{d} has {n_splits(d)}")
 
 
 PAPER_DATASETS = ("bbcsport", "twitter", "amazon", "r8", "recipe")  # the catalogued rows of Tables I/II
@@ -160,8 +173,17 @@ def architecture_cfg(method):
     return cfg
 
 
+def method_train_cfg(method):
+    """``config['train']`` with the method's ``method_params.<m>.train`` (lr, epochs) on top; a
+    transfer stage without its own takes its schedule source's (WSSET's, methods.py)."""
+    params = config.get("method_params", {})
+    own = params.get(method, {}).get("train")
+    return merge_train(config["train"], own if own is not None else params.get(schedule_source(method), {}).get("train"))
+
+
 def study_method_params(method, study):
-    params = dict(config.get("method_params", {}).get(method, {}))
+    # the schedule override is the trainer's train config, not one of the method's parameters
+    params = {k: v for k, v in config.get("method_params", {}).get(method, {}).items() if k != "train"}
     if study.startswith("c"):  # Fig. 6: WSSET's c from the study's grid
         params["c"] = float(study[1:])
     return params
@@ -169,7 +191,47 @@ def study_method_params(method, study):
 
 def train_params(wildcards):
     return json.dumps({"method_params": study_method_params(wildcards.method, wildcards.get("study", "")),
-                       "model": architecture_cfg(wildcards.method), "train": config["train"]}, sort_keys=True)
+                       "model": architecture_cfg(wildcards.method), "train": method_train_cfg(wildcards.method)},
+                      sort_keys=True)
+
+
+def schedule_overrides():
+    """Table methods whose runs do not train with ``config['train']`` as is, for the tables' notes:
+    {method: {lr, epochs}} from method_params.<m>.train, or the search's file under tuning.apply."""
+    out = {}
+    for m in config["methods"]:
+        if not is_trained(m):
+            continue
+        if any(tuned_result(d, m) for d, _ in method_runs(m)):
+            out[m] = f"validation search, results/<dataset>/tuning/{schedule_source(m)}.json"
+            continue
+        cfg = method_train_cfg(m)
+        diff = {k: cfg[k] for k in ("lr", "epochs") if cfg.get(k) != config["train"].get(k)}
+        if diff:
+            out[m] = diff
+    return out
+
+
+def tuning_runs():
+    """(dataset, method) pairs of the validation search: each tuned method on each tuning dataset
+    in its scope."""
+    for m in TUNING.get("methods", []):
+        scoped = {d for d, _ in method_runs(m)}
+        for d in TUNING.get("datasets", DATASETS):
+            if d in scoped:
+                yield d, m
+
+
+def tuning_results():
+    return [f"results/{d}/tuning/{m}.json" for d, m in tuning_runs()]
+
+
+def tuned_result(dataset, method):
+    """The search result a run reads its lr and epochs from (``tuning.apply``), or None."""
+    source = schedule_source(method)
+    if TUNING.get("apply") and (dataset, source) in set(tuning_runs()):
+        return f"results/{dataset}/tuning/{source}.json"
+    return None
 
 
 def external_corpus(dataset):
@@ -197,6 +259,8 @@ def train_inputs(wildcards):
         inputs["init"] = f"{run_base(wildcards)}/{spec.init_from}/model.pt"
     if spec.external_init:
         inputs["init"] = f"results/{external_corpus(wildcards.dataset)}/external_base/model.pt"
+    if tuned_result(wildcards.dataset, wildcards.method):
+        inputs["tuned"] = tuned_result(wildcards.dataset, wildcards.method)
     return inputs
 
 
@@ -206,6 +270,8 @@ def train_flags(wildcards, input):
         flags.append(f"--emd {input.emd}")
     if "init" in input.keys():
         flags.append(f"--init-model {input.init}")
+    if "tuned" in input.keys():
+        flags.append(f"--tuned {input.tuned}")
     flags.append(study_flags(wildcards))
     return " ".join(flags)
 

@@ -13,7 +13,8 @@ rule tables:
         dml_md="results/tables/dml_metrics.md",
     params:
         cli=DMLREPRO,
-        cfg=json.dumps({k: config[k] for k in ("model", "train")}, sort_keys=True),
+        cfg=json.dumps({k: config[k] for k in ("model", "train")}
+                       | ({"schedules": schedule_overrides()} if schedule_overrides() else {}), sort_keys=True),
         out_dir=subpath(output.table1, parent=True),
     log:
         "logs/report/tables.log",

@@ -92,8 +92,8 @@ rule train_external_base:
         corpus="|".join(CORPORA) or "no-external-corpus",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: json.dumps({"method_params": config.get("method_params", {}).get("wsset", {}),
-                                  "model": config["model"], "train": config["train"]}, sort_keys=True),
+        cfg=lambda w: json.dumps({"method_params": study_method_params("wsset", ""), "model": config["model"],
+                                  "train": method_train_cfg("wsset_ext")}, sort_keys=True),
         out_dir=subpath(output.model, parent=True),
     threads: config["train"].get("threads", 1)
     resources:

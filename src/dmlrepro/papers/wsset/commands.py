@@ -1,6 +1,7 @@
 """CLI commands of the WSSET paper package (Tables I/II, Figs. 4 to 6): one per workflow step.
 
-``train`` (one set embedder on one split, evaluated in the same job), ``bert`` (the BERT_BASE
+``train`` (one set embedder on one split, evaluated in the same job), ``tune`` (one method's
+validation search of lr x epochs) and ``tuning-table``, ``bert`` (the BERT_BASE
 rows), ``evaluate`` (WMD kNN, or saved embeddings), ``query-time`` (Fig. 5), ``tables``,
 ``figures``, ``study`` (Figs. 4 and 6), ``budget`` (the training-budget study, issue 18) and ``claims``. The shared steps (fetch, pointsets, EMD
 shards, the HTML report) stay in :mod:`dmlrepro.cli`.
@@ -74,6 +75,9 @@ def _train(args: argparse.Namespace) -> None:
     _set_threads(args.threads)
     ps = Pointsets.load(args.pointsets)
     train_cfg = dict(params["train"])
+    if args.tuned:  # tuning.apply: the schedule a validation search chose for this method
+        from dmlrepro.papers.wsset.tuning import read_chosen
+        train_cfg.update(read_chosen(args.tuned))
     train_cfg["device"] = str(_device(train_cfg.get("device", "cpu")))
     seed = int(train_cfg.get("seed", 0))
     if args.all_documents and args.metrics_out:
@@ -107,6 +111,34 @@ def _train(args: argparse.Namespace) -> None:
                  metrics["knn_accuracy"])
     log.info("%s split %s: %d fit documents, best epoch %d, validation kNN accuracy %s", args.method,
              "all" if args.all_documents else args.split, len(fit), result.best_epoch, result.best_val_accuracy)
+
+
+def _tune(args: argparse.Namespace) -> None:
+    from dmlrepro.data.pointsets import Pointsets
+    from dmlrepro.data.splits import Splits
+    from dmlrepro.io import write_json
+    from dmlrepro.papers.wsset.tuning import run_search
+    params = _json_arg(args.params)
+    _set_threads(args.threads)
+    ps = Pointsets.load(args.pointsets)
+    train_cfg = dict(params["train"])
+    train_cfg["device"] = str(_device(train_cfg.get("device", "cpu")))
+    emd = np.load(args.emd, mmap_mode="r") if args.emd else None
+    result = run_search(ps, Splits.load(args.splits), emd, args.method, params.get("method_params", {}),
+                        params["model"], train_cfg, _json_arg(args.grid), args.tuning_splits, args.work_dir,
+                        dataset=args.dataset)
+    write_json(args.out, result)
+    log.info("tuning %s %s: chose lr %g, %d epochs (validation kNN accuracy %.2f) in %.0f s", args.dataset,
+             args.method, result["chosen"]["lr"], result["chosen"]["epochs"], result["chosen_val_accuracy"],
+             result["seconds"])
+
+
+def _tuning_table(args: argparse.Namespace) -> None:
+    import json
+
+    from dmlrepro.io import write_text
+    from dmlrepro.papers.wsset.tuning import tuning_table
+    write_text(args.out, tuning_table([json.loads(Path(p).read_text()) for p in args.results]))
 
 
 def _bert(args: argparse.Namespace) -> None:
@@ -289,9 +321,29 @@ def register(sub) -> None:
     s.add_argument("--knn-k", type=int, default=10)
     s.add_argument("--data-note", default="", help="appended to the row's data description (e.g. external corpus)")
     s.add_argument("--params", required=True, help="JSON with keys method_params, model, train")
+    s.add_argument("--tuned", help="a validation search's result (tuning JSON): its chosen lr and epochs")
     s.add_argument("--out-dir", required=True)
     s.add_argument("--threads", type=int, default=1)
     s.set_defaults(func=_train)
+
+    s = sub.add_parser("tune", help="validation search of one method's lr x epochs grid (tuning JSON)")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--method", required=True)
+    s.add_argument("--pointsets", required=True)
+    s.add_argument("--splits", required=True)
+    s.add_argument("--emd", help="the dataset's WMD matrix (EMD-based methods)")
+    s.add_argument("--tuning-splits", type=int, nargs="+", default=[0], help="splits whose validation part selects")
+    s.add_argument("--grid", required=True, help='JSON {"lr": [...], "epochs": [...]}')
+    s.add_argument("--params", required=True, help="JSON with keys method_params, model, train")
+    s.add_argument("--work-dir", required=True, help="the grid runs' checkpoints and models (resumable)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=_tune)
+
+    s = sub.add_parser("tuning-table", help="the tuning grids of all methods as one markdown table")
+    s.add_argument("--results", nargs="+", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_tuning_table)
 
     s = sub.add_parser("bert", help="BERT_BASE row: fine-tune a pretrained language model on the raw text")
     s.add_argument("--dataset", required=True)

@@ -29,6 +29,7 @@ class MethodSpec:
     external_init: bool = False    # starts from the dataset's external-corpus base model
     reset_head: bool = False       # re-initialise the MLP head before training (fine-tuning)
     in_tables: bool = True         # a row of Tables I/II (intermediate transfer stages are not)
+    schedule_of: str | None = None  # whose training schedule (method_params.<m>.train, tuning) it uses
 
     @property
     def uses_emd(self) -> bool:
@@ -49,9 +50,12 @@ _SPECS = (
     MethodSpec("dspn_ce", "dspn", "ce", True),
     MethodSpec("dspn_tl", "dspn", "triplet", True),
     # the released code rebuilds the dense head on top of the pretrained pooled encoder
-    MethodSpec("ours_int", "self_attention", "triplet", True, init_from="wsset", reset_head=True),
-    MethodSpec("wsset_ext", "self_attention", "wsset", False, external_init=True, in_tables=False),
-    MethodSpec("ours_ext", "self_attention", "triplet", True, init_from="wsset_ext", reset_head=True),
+    # the transfer stages are not tuned on their own: they train with WSSET's schedule
+    MethodSpec("ours_int", "self_attention", "triplet", True, init_from="wsset", reset_head=True, schedule_of="wsset"),
+    MethodSpec("wsset_ext", "self_attention", "wsset", False, external_init=True, in_tables=False,
+               schedule_of="wsset"),
+    MethodSpec("ours_ext", "self_attention", "triplet", True, init_from="wsset_ext", reset_head=True,
+               schedule_of="wsset"),
 )
 METHOD_SPECS: dict[str, MethodSpec] = {s.name: s for s in _SPECS}
 TRAINED_METHODS: tuple[str, ...] = tuple(METHOD_SPECS)
@@ -72,6 +76,11 @@ def transfer_chain(name: str) -> list[str]:
     while (spec := method_spec(chain[0])).init_from:
         chain.insert(0, spec.init_from)
     return chain
+
+
+def schedule_source(name: str) -> str:
+    """The method whose training schedule ``name`` uses (itself, or WSSET for a transfer stage)."""
+    return method_spec(name).schedule_of or name
 
 
 def needs_external(name: str) -> bool:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dmlrepro.papers.wsset.paper_values import DATASETS, dataset_label
+from dmlrepro.papers.wsset.paper_values import DATASETS, METHODS, dataset_label
+
+
+def method_label(method: str) -> str:
+    return METHODS[method].label if method in METHODS else method
 
 
 def protocol_notes(records: list[dict[str, Any]], config: dict[str, Any]) -> list[str]:
@@ -25,6 +29,13 @@ def protocol_notes(records: list[dict[str, Any]], config: dict[str, Any]) -> lis
                      f"{model.get('layers')} layer(s), width {model.get('d_model') or 'input'}, FF {model.get('ff_dim')}, "
                      f"head {model.get('head_dims')} (paper: 1,000 epochs, lr 1e-5, 5 layers, FF 1,000, head "
                      "512-256-64). Learned rows are expected below the paper's under this short schedule.")
+    schedules = config.get("schedules", {})
+    if schedules:  # method_params.<m>.train, or tuning.apply (docs/wsset.md, "Tuned schedules")
+        def text(s):
+            return s if isinstance(s, str) else ", ".join(f"{k} {v:g}" for k, v in sorted(s.items()))
+        notes.append("Per-method schedules chosen on validation (results/tables/tuning.md, docs/wsset.md): "
+                     + "; ".join(f"{method_label(m)}: {text(s)}" for m, s in schedules.items())
+                     + f". Other learned rows: {train.get('epochs')} epochs, lr {train.get('lr')}.")
     notes.append("kNN accuracy: distance-weighted 10-NN (weights 1/d), gallery = the whole train part, "
                  "queries = the test part. The paper's code used leave-one-out kNN inside the test split.")
     notes.append("Recall@K: information-retrieval recall (same-class documents among the top K / all other "
