@@ -34,7 +34,8 @@ def test_default_runs_every_table1_row_on_one_schedule_and_the_tuning_overlay_co
                                    "deep_apit"}
     assert len(cfg["seeds"]) >= 3 and set(cfg["datasets"]) == {"mnist", "fashion_mnist"}
     # one train block for every method: the same SGD budget (no method carries its own schedule)
-    assert all(set(m) <= {"orthogonal", "metric_step", "params"} for m in cfg["methods"].values())
+    assert all(set(m) <= {"orthogonal", "metric_step", "params", "alpha_deg"} for m in cfg["methods"].values())
+    assert cfg["methods"]["ours"]["alpha_deg"] == cfg["methods"]["ours_no_orth"]["alpha_deg"]  # Table 4: one alpha
     tuning = yaml.safe_load((REPO / "config" / "ssdml_tuning.yaml").read_text())["papers"]["ssdml"]["tuning"]
     assert set(tuning["grid"]) == set(cfg["methods"]) - {"ours_no_orth"}
     assert len({len(points) for points in tuning["grid"].values()}) == 1     # as many points for every method
