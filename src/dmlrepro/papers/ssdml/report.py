@@ -46,8 +46,9 @@ def baseline_notes(runs: list[dict[str, Any]]) -> list[str]:
     notes = []
     if ran:
         notes.append("Baselines (" + ", ".join(METHOD_LABELS[m] for m in ran) + "): Algorithm 1 with their own metric "
-                     "step once per partition and their own pair objective as the network loss; hyperparameters "
-                     "at the metric steps' defaults (losses/ssml_baselines.py), not tuned on validation.")
+                     "step once per partition and their own pair objective as the network loss, the same SGD budget as "
+                     "Ours; hyperparameters as the config sets them (the default's: chosen on a validation grid, "
+                     "config/ssdml_tuning.yaml; docs/ssdml.md).")
     if len(ran) < len(BASELINES):
         notes.append("Baseline rows marked 'not run' are not in this config: paper values only.")
     return notes
