@@ -253,7 +253,7 @@ def test_tables_show_ours_mean_std_the_papers_value_and_delta(hand_built, tmp_pa
     assert len(report.space_notes([{"retrieval_space": "after_L"}, {}])) == 2   # mixed spaces: both named
     assert report.baseline_notes(runs) == ["Baseline rows marked 'not run' are not in this config: paper values only."]
     some = report.baseline_notes(runs + [{"method": "deep_lrml"}])
-    assert len(some) == 2 and "Deep-LRML" in some[0] and "not tuned" in some[0]
+    assert len(some) == 2 and "Deep-LRML" in some[0] and "validation grid" in some[0]
 
 
 def test_claims_on_hand_built_metrics(hand_built):
