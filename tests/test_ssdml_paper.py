@@ -78,7 +78,7 @@ def test_algorithm1_resumes_to_the_same_model_and_keeps_L_on_the_stiefel_manifol
     assert torch.equal(a["L"], b["L"]) and a["L"].shape == (128, 8)
     assert resumed["metric_steps"] == reference["metric_steps"]
     saved = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert set(saved["test"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "nmi", "f1", "map_at_r"}
+    assert set(saved["test"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "nmi", "f1"}  # no MAP@R (run.METRICS)
     assert saved["retrieval_space"] == "after_L"  # the paper's embedding Lᵀz; before L recorded beside
     assert set(saved["test_before_L"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "nmi"}
     assert len(saved["labelled_rows"]) == 30 and saved["test_selected"]["recall@1"] >= saved["test"]["recall@1"] - 1e-12
@@ -253,7 +253,7 @@ def test_tables_show_ours_mean_std_the_papers_value_and_delta(hand_built, tmp_pa
     assert len(report.space_notes([{"retrieval_space": "after_L"}, {}])) == 2   # mixed spaces: both named
     assert report.baseline_notes(runs) == ["Baseline rows marked 'not run' are not in this config: paper values only."]
     some = report.baseline_notes(runs + [{"method": "deep_lrml"}])
-    assert len(some) == 2 and "Deep-LRML" in some[0] and "not tuned" in some[0]
+    assert len(some) == 2 and "Deep-LRML" in some[0] and "validation grid" in some[0]
 
 
 def test_claims_on_hand_built_metrics(hand_built):

@@ -86,7 +86,10 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
                    "ssdml_train": scoped * len(ssdml["seeds"]), "ssdml_tables": 1}
         if ssdml.get("figure2"):  # one alpha run per alpha (one seed), one figure
             counts |= {"ssdml_alpha": len(ssdml["figure2"].get("alphas", range(30, 65, 5))), "ssdml_figure2": 1}
+        if ssdml.get("tuning"):  # one run per grid point, one table
+            counts |= {"ssdml_tune": sum(len(p) for p in ssdml["tuning"]["grid"].values()), "ssdml_tuning_table": 1}
         sources |= set(ssdml["datasets"])
+        backbones |= _imagenet_backbones(ssdml["datasets"])
     uv = papers.get("unified_view")
     if uv:
         datasets = uv["datasets"]
@@ -238,15 +241,21 @@ def test_paper_config_builds_the_full_dag(tmp_path):
                 assert f"results/image_foundation/{name}/seed{seed}/{method}/metrics.json" in res.stdout
         assert f"results/image_foundation/tables/{name}.md" in res.stdout
     assert "resources/weights/imagenet/resnet50-19c8e357.pth" in res.stdout
-    # SSDML: MNIST, Fashion-MNIST and CIFAR-10 runs, w/ and w/o orth, 5 seeds, and its tables
+    # SSDML: every row of Tables 1-5 on MNIST, Fashion-MNIST, CIFAR-10 (1, 4), CUB and Cars (2, 3, 5), 5 seeds
     ssdml = cfg["papers"]["ssdml"]
-    assert set(ssdml["datasets"]) == {"mnist", "fashion_mnist", "cifar10"} and len(ssdml["seeds"]) == 5
+    assert set(ssdml["datasets"]) == {"mnist", "fashion_mnist", "cifar10", "cub200", "cars196"}
+    assert len(ssdml["seeds"]) == 5 and "not_yet_supported" not in ssdml
+    rows = {"mnist": ("ours", "ours_no_orth", "deep_lrml", "deep_seraph", "deep_isdml", "deep_apllr", "deep_apit"),
+            "cub200": ("ours", "deep_lrml", "deep_seraph", "deep_isdml", "deep_apllr", "deep_apit", "triplet", "angular"),
+            "cars196": ("ours", "deep_lrml", "deep_seraph", "deep_isdml", "deep_apllr", "deep_apit")}
+    rows["fashion_mnist"] = rows["cifar10"] = rows["mnist"]
     for name in ssdml["datasets"]:
         for seed in ssdml["seeds"]:
             assert f"results/ssdml/{name}/seed{seed}/initial.json" in res.stdout
-            for method in ("ours", "ours_no_orth"):
-                assert f"results/ssdml/{name}/seed{seed}/{method}/metrics.json" in res.stdout
-    assert "results/ssdml/tables/table4.md" in res.stdout
+            for method in rows[name]:
+                assert f"results/ssdml/{name}/seed{seed}/{method}/metrics.json" in res.stdout, (name, method)
+    for table in ("table1", "table2", "table3", "table4", "table5"):
+        assert f"results/ssdml/tables/{table}.md" in res.stdout
     # paper 004: every Table 1 row x dataset x seed, its tables, claims and Figure 1
     from dmlrepro.papers.unified_view.methods import ROWS
     uv = cfg["papers"]["unified_view"]
@@ -502,3 +511,29 @@ def test_tiny_end_to_end_run_produces_tables_figures_and_report(tmp_path, shared
     assert "R@1 if selected on test (inflated)" in image_table
     assert (tmp_path / "results/image_foundation/figures/fashion_mnist_curves.png").stat().st_size > 1000
     assert "image_foundation: fashion mnist" in html
+
+
+def test_ssdml_tuning_overlay_and_fine_grained_jobs(tmp_path):
+    """SSDML: the validation grid (config/ssdml_tuning.yaml merged over the default) is one run per point
+    on the tuning seed plus a table; the paper config's CUB/Cars runs use R-MAC on the ImageNet GoogLeNet."""
+    work = repo_like_workdir(tmp_path)
+    res = snakemake(work, "-n", "-p", "results/ssdml/tables/tuning.md",
+                    "--configfile", "config/config.yaml", "config/ssdml_tuning.yaml")
+    assert res.returncode == 0, res.stderr
+    grid = yaml.safe_load((REPO / "config" / "ssdml_tuning.yaml").read_text())["papers"]["ssdml"]["tuning"]
+    counts = job_counts(res.stdout)
+    assert counts["ssdml_tune"] == sum(len(p) for p in grid["grid"].values()) and counts["ssdml_tuning_table"] == 1
+    for method, points in grid["grid"].items():
+        for i in range(len(points)):
+            assert f"results/ssdml/tuning/mnist/seed0/{method}/point{i}/metrics.json" in res.stdout
+    assert "--tuning-point 2" in res.stdout and '"lam": 10.0' in res.stdout
+    res = snakemake(work, "-n", "-p", "results/ssdml/cub200/seed0/ours/metrics.json",
+                    "results/ssdml/cars196/seed1/deep_apit/metrics.json", "results/ssdml/cub200/seed0/angular/metrics.json",
+                    "--configfile", "config/paper.yaml")
+    assert res.returncode == 0, res.stderr
+    train = [j for j in res.stdout.split("rule ssdml_train:")[1:]]
+    assert len(train) == 3
+    for job in train:
+        assert '"pooling": "rmac"' in job and "--init resources/weights/" in job and '"k": 50' in job
+    assert '"supervised_loss": {"name": "AngularLoss"}' in res.stdout
+    assert '"protocol": "zero_shot"' in res.stdout

@@ -10,6 +10,7 @@ wildcard_constraints:
     ssdml_method="|".join(SSDML["methods"]),
     ssdml_seed=r"\d+",
     ssdml_alpha=r"\d+(\.\d+)?",
+    ssdml_point=r"\d+",
 
 
 rule ssdml_split:
@@ -33,6 +34,7 @@ rule ssdml_split:
 rule ssdml_train:
     input:
         raw=lambda w: ssdml_raw(w.ssdml_dataset),
+        init=lambda w: ssdml_init(w.ssdml_dataset),
         split=f"{SSDML_ROOT}/{{ssdml_dataset}}/splits/seed{{ssdml_seed}}.json",
     output:
         metrics=f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{{ssdml_method}}/metrics.json",
@@ -43,6 +45,7 @@ rule ssdml_train:
         cfg=lambda w: json.dumps(ssdml_params(w.ssdml_dataset, w.ssdml_method), sort_keys=True),
         ks=lambda w: ssdml_ks(w.ssdml_dataset),
         device=lambda w: ssdml_device(w.ssdml_dataset),
+        init=lambda w: ssdml_init_arg(w.ssdml_dataset),
         out_dir=subpath(output.metrics, parent=True),
     log:
         f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{{ssdml_method}}.log",
@@ -59,12 +62,13 @@ rule ssdml_train:
         "OMP_NUM_THREADS={threads} {params.cli} ssdml-train --dataset {wildcards.ssdml_dataset}"
         " --raw-root resources/images --split {input.split} --seed {wildcards.ssdml_seed}"
         " --method {wildcards.ssdml_method} --params {params.cfg:q} --recall-ks {params.ks}"
-        " --device {params.device} --out-dir {params.out_dir} > {log} 2>&1"
+        " --device {params.device} {params.init} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule ssdml_initial:
     input:
         raw=lambda w: ssdml_raw(w.ssdml_dataset),
+        init=lambda w: ssdml_init(w.ssdml_dataset),
         split=f"{SSDML_ROOT}/{{ssdml_dataset}}/splits/seed{{ssdml_seed}}.json",
     output:
         f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/initial.json",
@@ -77,6 +81,7 @@ rule ssdml_initial:
                                     if k in ("pretrain", "labels_per_class", "optimizer", "momentum")}, sort_keys=True),
         ks=lambda w: ssdml_ks(w.ssdml_dataset),
         device=lambda w: ssdml_device(w.ssdml_dataset),
+        init=lambda w: ssdml_init_arg(w.ssdml_dataset),
     log:
         f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/initial.log",
     resources:
@@ -87,7 +92,7 @@ rule ssdml_initial:
         "OMP_NUM_THREADS=1 {params.cli} ssdml-initial --dataset {wildcards.ssdml_dataset} --raw-root resources/images"
         " --split {input.split} --seed {wildcards.ssdml_seed} --model {params.model:q} --method {params.method:q}"
         " --retrieval-space {params.space} --train {params.train:q}"
-        " --recall-ks {params.ks} --device {params.device} --out {output} > {log} 2>&1"
+        " --recall-ks {params.ks} --device {params.device} {params.init} --out {output} > {log} 2>&1"
 
 
 rule ssdml_tables:
@@ -100,9 +105,12 @@ rule ssdml_tables:
         table4_csv=report(f"{SSDML_ROOT}/tables/table4.csv", category="SSDML", caption="../../report/ssdml.rst"),
         claims_md=f"{SSDML_ROOT}/tables/claims.md",
         claims_csv=f"{SSDML_ROOT}/tables/claims.csv",
+        fine=[f"{SSDML_ROOT}/tables/table{t}.{x}" for t in (2, 3, 5) for x in ("md", "csv")] if ssdml_fine_grained() else [],
     params:
         cli=DMLREPRO,
         datasets=" ".join(SSDML["datasets"]),
+        fine=" ".join(f"--table{t}-{x} {SSDML_ROOT}/tables/table{t}.{x}" for t in (2, 3, 5) for x in ("md", "csv"))
+        if ssdml_fine_grained() else "",
         notes=" ".join(f"--note {shlex.quote(n)}" for n in SSDML.get("notes", [])),
     log:
         f"logs/{SSDML_ROOT}/tables.log",
@@ -112,12 +120,13 @@ rule ssdml_tables:
         "{params.cli} ssdml-tables --metrics {input} --datasets {params.datasets} {params.notes}"
         " --table1-csv {output.table1_csv} --table1-md {output.table1_md}"
         " --table4-csv {output.table4_csv} --table4-md {output.table4_md}"
-        " --claims-csv {output.claims_csv} --claims-md {output.claims_md} > {log} 2>&1"
+        " --claims-csv {output.claims_csv} --claims-md {output.claims_md} {params.fine} > {log} 2>&1"
 
 
 rule ssdml_alpha:
     input:
         raw=lambda w: ssdml_raw(w.ssdml_dataset),
+        init=lambda w: ssdml_init(w.ssdml_dataset),
         split=f"{SSDML_ROOT}/{{ssdml_dataset}}/splits/seed{{ssdml_seed}}.json",
     output:
         metrics=f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/alpha/{{ssdml_alpha}}/metrics.json",
@@ -127,6 +136,7 @@ rule ssdml_alpha:
         cfg=lambda w: json.dumps(ssdml_alpha_params(w.ssdml_dataset, w.ssdml_alpha), sort_keys=True),
         ks=lambda w: ssdml_ks(w.ssdml_dataset),
         device=lambda w: ssdml_device(w.ssdml_dataset),
+        init=lambda w: ssdml_init_arg(w.ssdml_dataset),
         out_dir=subpath(output.metrics, parent=True),
     log:
         f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/alpha/{{ssdml_alpha}}.log",
@@ -143,7 +153,7 @@ rule ssdml_alpha:
         "OMP_NUM_THREADS={threads} {params.cli} ssdml-train --dataset {wildcards.ssdml_dataset}"
         " --raw-root resources/images --split {input.split} --seed {wildcards.ssdml_seed}"
         " --method ours --params {params.cfg:q} --recall-ks {params.ks}"
-        " --device {params.device} --out-dir {params.out_dir} > {log} 2>&1"
+        " --device {params.device} {params.init} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 if ssdml_figure2():
@@ -181,6 +191,63 @@ if ssdml_figure2():
             " --model-no-orth {input.model_no_orth} --model {params.model:q} --method {params.method:q}"
             " --retrieval-space {params.space} --points {params.points} --paper-alpha {params.paper_alpha}"
             " --out {output.png} > {log} 2>&1"
+
+
+if ssdml_tuning():
+    _TUNING = ssdml_tuning()
+
+    # one grid point of a method: its Table-1 run on the tuning dataset and seed with the point's overrides
+    rule ssdml_tune:
+        input:
+            raw=ssdml_raw(_TUNING["dataset"]),
+            init=ssdml_init(_TUNING["dataset"]),
+            split=f"{SSDML_ROOT}/{_TUNING['dataset']}/splits/seed{_TUNING['seed']}.json",
+        output:
+            metrics=f"{ssdml_tuning_dir()}/{{ssdml_method}}/point{{ssdml_point}}/metrics.json",
+            history=f"{ssdml_tuning_dir()}/{{ssdml_method}}/point{{ssdml_point}}/history.csv",
+        params:
+            cli=DMLREPRO,
+            dataset=_TUNING["dataset"],
+            seed=_TUNING["seed"],
+            cfg=lambda w: json.dumps(ssdml_tuning_params(w.ssdml_method, w.ssdml_point), sort_keys=True),
+            ks=ssdml_ks(_TUNING["dataset"]),
+            device=ssdml_device(_TUNING["dataset"]),
+            init=ssdml_init_arg(_TUNING["dataset"]),
+            out_dir=subpath(output.metrics, parent=True),
+        log:
+            f"logs/{ssdml_tuning_dir()}/{{ssdml_method}}/point{{ssdml_point}}.log",
+        benchmark:
+            f"benchmarks/logs/{ssdml_tuning_dir()}/{{ssdml_method}}/point{{ssdml_point}}.tsv"
+        threads: ssdml_resource(_TUNING["dataset"], "cpus", 1)
+        resources:
+            gpu=int(ssdml_device(_TUNING["dataset"]) != "cpu"),
+            mem_mb=ssdml_resource(_TUNING["dataset"], "mem_mb", 8000),
+            runtime=ssdml_resource(_TUNING["dataset"], "runtime", 240),
+        conda:
+            "../../envs/train.yaml"
+        shell:
+            "OMP_NUM_THREADS={threads} {params.cli} ssdml-train --dataset {params.dataset}"
+            " --raw-root resources/images --split {input.split} --seed {params.seed}"
+            " --method {wildcards.ssdml_method} --params {params.cfg:q} --recall-ks {params.ks}"
+            " --device {params.device} {params.init} --out-dir {params.out_dir} --tuning-point {wildcards.ssdml_point}"
+            " > {log} 2>&1"
+
+    rule ssdml_tuning_table:
+        input:
+            ssdml_tuning_metrics(),
+        output:
+            md=f"{SSDML_ROOT}/tables/tuning.md",
+            csv=f"{SSDML_ROOT}/tables/tuning.csv",
+        params:
+            cli=DMLREPRO,
+            grid=json.dumps(_TUNING["grid"], sort_keys=True),
+        log:
+            f"logs/{SSDML_ROOT}/tuning.log",
+        conda:
+            "../../envs/report.yaml"
+        shell:
+            "{params.cli} ssdml-tuning-table --metrics {input} --grid {params.grid:q}"
+            " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
 
 
 PAPER_TARGETS += ssdml_targets()

@@ -30,9 +30,22 @@ def ssdml_resource(dataset, key, default):
 
 
 def ssdml_split_protocol(dataset):
-    """The same-class protocol: the dataset's test images; validation = a stratified share of train."""
+    """same_class (MNIST, Fashion-MNIST, CIFAR-10: the dataset's test images) or zero_shot (CUB, Cars: the
+    dataset's test classes); validation = a stratified share of each training class (val_by images)."""
     p = ssdml_cfg(dataset).get("protocol", {})
-    return {"protocol": "same_class", "val_fraction": p.get("val_fraction", 0.15), "val_by": "images"}
+    return {"protocol": p.get("protocol", "same_class"), "val_fraction": p.get("val_fraction", 0.15),
+            "val_by": "images"}
+
+
+def ssdml_init(dataset):
+    """The ImageNet weights file of a pretrained backbone (model.pretrained), else nothing."""
+    model = ssdml_cfg(dataset).get("model", {})
+    return [weights_path(model["backbone"])] if model.get("pretrained") else []
+
+
+def ssdml_init_arg(dataset):
+    files = ssdml_init(dataset)
+    return f"--init {files[0]}" if files else ""
 
 
 def ssdml_params(dataset, method):
@@ -81,8 +94,52 @@ def ssdml_alpha_metrics():
     return [f"{SSDML_ROOT}/{fig['dataset']}/seed{fig['seed']}/alpha/{a:g}/metrics.json" for a in fig["alphas"]]
 
 
+def ssdml_tuning():
+    """papers.ssdml.tuning (absent: no tuning stage): the validation grid per method."""
+    tuning = SSDML.get("tuning")
+    if not tuning:
+        return None
+    unknown = sorted(set(tuning["grid"]) - set(SSDML["methods"]))
+    if unknown:
+        raise ValueError(f"papers.ssdml.tuning.grid: {', '.join(unknown)} not in papers.ssdml.methods")
+    return tuning
+
+
+def ssdml_tuning_params(method, point):
+    """A grid point's run: the method's Table-1 settings on the tuning dataset with the point's overrides
+    (keys of the method block; ``params`` merged into the method's own)."""
+    tuning = ssdml_tuning()
+    params = ssdml_params(tuning["dataset"], method)
+    for key, value in tuning["grid"][method][int(point)].items():
+        if key == "params":
+            params["method"]["params"] = {**params["method"].get("params", {}), **value}
+        else:
+            params["method"][key] = value
+    return params
+
+
+def ssdml_tuning_dir():
+    tuning = ssdml_tuning()
+    return f"{SSDML_ROOT}/tuning/{tuning['dataset']}/seed{tuning['seed']}"
+
+
+def ssdml_tuning_metrics():
+    tuning = ssdml_tuning()
+    return [f"{ssdml_tuning_dir()}/{m}/point{i}/metrics.json" for m, points in tuning["grid"].items()
+            for i in range(len(points))]
+
+
+def ssdml_fine_grained():
+    """Whether Tables 2, 3 and 5 are configured (a fine-grained dataset: CUB-200-2011, Cars-196)."""
+    return any(d in ("cub200", "cars196") for d in SSDML["datasets"])
+
+
 def ssdml_targets():
     out = [f"{SSDML_ROOT}/tables/{name}.md" for name in ("table1", "table4", "claims")]
+    if ssdml_fine_grained():
+        out += [f"{SSDML_ROOT}/tables/table{t}.md" for t in (2, 3, 5)]
     if ssdml_figure2():
         out.append(f"{SSDML_ROOT}/figures/figure2.png")
+    if ssdml_tuning():
+        out.append(f"{SSDML_ROOT}/tables/tuning.md")
     return out

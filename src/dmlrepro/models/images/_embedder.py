@@ -8,6 +8,10 @@ Decisions:
 
 * pooling ``"avg+max"`` is the *sum* of global average and global max pooling (STML's
   ``gap + gmp``);
+* pooling ``"rmac"`` is multi-scale R-MAC (:mod:`dmlrepro.models.images._rmac`, Tolias et al. 2016):
+  the network runs on the input at each of ``rmac_scales`` (default 1, 1/√2, 1/2: SSDML's 512,
+  362, 256 for a 512 input), R-MAC per scale, summed, L2-normalised. ``feature_map`` stays the
+  full-scale map;
 * the head is one ``nn.Linear(feature_dim, embedding_dim)`` with PyTorch's default init;
   ``embedding_dim=None`` means no head (SSDML: the metric L lives in the loss, and the paper's
   "l2" before L is this module's normalisation);
@@ -28,12 +32,13 @@ from torch import Tensor, nn
 from dmlrepro import DmlReproError
 from dmlrepro.models.images._bn_inception import BNInception
 from dmlrepro.models.images._caffe_googlenet import CaffeGoogLeNet
+from dmlrepro.models.images._rmac import RMAC_SCALES, multiscale_rmac
 from dmlrepro.models.images._small import CifarSSDML, LeNetSSDML
 from dmlrepro.models.images._transforms import INPUT_SPECS, InputSpec
 from dmlrepro.models.images._weights import (load_matching_state_dict, pretrained_weights_path,
                                              read_state_dict)
 
-POOLINGS = ("avg", "max", "avg+max")
+POOLINGS = ("avg", "max", "avg+max", "rmac")
 
 
 
@@ -64,7 +69,8 @@ DEFAULT_WEIGHTS = {"resnet50": "resnet50", "googlenet": "googlenet",
 
 
 def global_pool(feature_map: Tensor, pooling: str) -> Tensor:
-    """(b, C, h, w) -> (b, C) by global average, global max, or their sum ("avg+max")."""
+    """(b, C, h, w) -> (b, C) by global average, global max, or their sum ("avg+max"); R-MAC needs the
+    input, not one map (:meth:`ImageEmbedder.features`)."""
     if pooling == "avg":
         return feature_map.mean(dim=(2, 3))
     if pooling == "max":
@@ -78,7 +84,8 @@ class ImageEmbedder(nn.Module):
     """Images -> (b, embedding_dim) embeddings, L2-normalised unless ``normalize=False``."""
 
     def __init__(self, backbone: nn.Module, input_spec: InputSpec, *, embedding_dim: int | None = 128,
-                 pooling: str = "avg", freeze_bn: bool = False, normalize: bool = True) -> None:
+                 pooling: str = "avg", freeze_bn: bool = False, normalize: bool = True,
+                 rmac_scales: tuple[float, ...] = RMAC_SCALES, rmac_levels: int = 3) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise DmlReproError(f"unknown pooling {pooling!r}; choose one of {list(POOLINGS)}")
@@ -87,6 +94,7 @@ class ImageEmbedder(nn.Module):
         self.backbone = backbone
         self.input_spec = input_spec
         self.pooling = pooling
+        self.rmac_scales, self.rmac_levels = tuple(float(s) for s in rmac_scales), int(rmac_levels)
         self.normalize = normalize
         self.feature_dim = int(backbone.feature_dim)
         self.head: nn.Module = (nn.Identity() if embedding_dim is None
@@ -103,6 +111,8 @@ class ImageEmbedder(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """The globally pooled map, (b, feature_dim): the representation before the head."""
+        if self.pooling == "rmac":
+            return multiscale_rmac(self.feature_map, x, self.rmac_scales, self.rmac_levels)
         return global_pool(self.feature_map(x), self.pooling)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -129,14 +139,15 @@ class ImageEmbedder(nn.Module):
 def build_image_embedder(name: str, *, embedding_dim: int | None = 128, pretrained: bool | str | os.PathLike = False,
                          weights_root: str | os.PathLike | None = None, pooling: str = "avg",
                          freeze_bn: bool = False, normalize: bool = True,
-                         crop_size: int | None = None) -> ImageEmbedder:
+                         crop_size: int | None = None, resize: int | None = None) -> ImageEmbedder:
     """The ``name`` backbone (a key of ``IMAGE_BACKBONES``) with its pooling, head and input spec.
 
     ``pretrained``: False = random init; True = the catalog's ImageNet weights for ``name``,
     read from ``weights_root`` (a missing file is a :class:`DmlReproError` naming it and its URL);
     a path = either an ImageNet state dict for the backbone, or a whole ``ImageEmbedder`` state
     dict our pipeline wrote (keys ``backbone.*``/``head.*``), loaded strictly. ``crop_size``
-    overrides the spec's crop (e.g. 224 instead of 227). Nothing is ever downloaded.
+    overrides the spec's crop (e.g. 224 instead of 227), ``resize`` its resize (SSDML's R-MAC
+    input: 512, resized and cropped to 512). Nothing is ever downloaded.
     """
     if name not in IMAGE_BACKBONES:
         raise DmlReproError(f"unknown image backbone {name!r}; choose one of {sorted(IMAGE_BACKBONES)}")
@@ -145,6 +156,10 @@ def build_image_embedder(name: str, *, embedding_dim: int | None = 128, pretrain
         if int(crop_size) < 1:
             raise DmlReproError(f"crop_size must be a positive integer, got {crop_size!r}")
         spec = InputSpec(int(crop_size), spec.resize, spec.channels, spec.colour, spec.mean, spec.std)
+    if resize is not None:
+        if int(resize) < 1:
+            raise DmlReproError(f"resize must be a positive integer, got {resize!r}")
+        spec = InputSpec(spec.size, int(resize), spec.channels, spec.colour, spec.mean, spec.std)
     backbone = IMAGE_BACKBONES[name]()
     if pretrained is True:
         if name not in DEFAULT_WEIGHTS:

@@ -19,7 +19,9 @@ The pieces, each a part of :mod:`dmlrepro.training.loop`'s contract:
   mined by the uninterrupted run instead of re-mining them with a network that has moved on.
 * :meth:`SSDMLAlgorithm.plan` is the trainer's batch plan: a seeded shuffle of the partition's
   triplet ids, cut into batches. :class:`TripletBatches` loads a batch: the images of the rows its
-  triplets touch (each once) and the triplets re-indexed into them (``batch.extras["triplets"]``).
+  triplets touch (each once) and the triplets re-indexed into them (``batch.extras["triplets"]``);
+  array-backed datasets as whole tensors, file-backed ones (CUB, Cars) image by image
+  (:func:`load_rows`).
 * :class:`SSDMLObjective` embeds the batch, asks the algorithm for the metric step that is due
   on these features (θ fixed: the features are detached), then returns Eq. 3 under the updated L
   (L fixed: it is a plain tensor, the optimiser never sees it).
@@ -69,6 +71,23 @@ def _generator(seed: int, *tags: int | str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(words))
 
 
+def load_rows(index: Any, rows: np.ndarray, spec: Any, transform=None) -> torch.Tensor:
+    """The images of dataset ``rows`` as one normalised batch (b, C, H, W): whole tensors for an
+    array-backed dataset at the network's input size (``transform`` None: MNIST, Fashion-MNIST,
+    CIFAR-10), else each image read from its file through ``transform`` (CUB-200-2011, Cars-196)."""
+    if transform is None:
+        return array_batch(index, rows, spec)
+    return torch.stack([transform(index.image(int(r))) for r in np.asarray(rows)])
+
+
+def input_transform(index: Any, spec: Any):
+    """None where rows load as whole tensors (:func:`load_rows`), else the network's evaluation
+    transform (resize, centre crop, normalise): SSDML states no augmentation, so training uses it too."""
+    from dmlrepro.models.images import build_transforms
+    from dmlrepro.training.images import tensor_fast_path
+    return None if tensor_fast_path(index, spec) else build_transforms(spec, train=False)
+
+
 def draw_labelled(fit_rows: np.ndarray, fit_labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     """``per_class`` rows of each class of the fit part, seeded; sorted dataset rows."""
     fit_rows, fit_labels = np.asarray(fit_rows), np.asarray(fit_labels)
@@ -94,16 +113,18 @@ def draw_partition(pool: np.ndarray, labelled: np.ndarray, size: int, seed: int,
 class SSDMLAlgorithm(Hook):
     """Algorithm 1's state and schedule: partitions, mined triplets, the metric step (module docstring).
 
-    ``index``: the dataset (array-backed); ``fit_rows``/``fit_labels``: the fit part (labels read
+    ``index``: the dataset (array-backed, or file-backed with ``transform``); ``fit_rows``/``fit_labels``: the fit part (labels read
     only for the labelled rows drawn from it); ``spec``: the network's input spec."""
 
     def __init__(self, index: Any, spec: Any, fit_rows: np.ndarray, fit_labels: np.ndarray, *, seed: int,
                  labels_per_class: int = 10, partition_size: int = 9000, epochs_per_partition: int = 10,
                  triplets_per_batch: int = 100, k: int = 10, gamma: float = 0.99, metric_every: int = 1,
-                 metric_step: SSDMLStep | None = None, metric_dim: int = 64, device: str | torch.device = "cpu"):
+                 metric_step: SSDMLStep | None = None, metric_dim: int = 64, device: str | torch.device = "cpu",
+                 transform=None):
         if epochs_per_partition < 1 or triplets_per_batch < 1 or metric_every < 1:
             raise DmlReproError("epochs_per_partition, triplets_per_batch and metric_every must be >= 1")
         self.index, self.spec, self.seed = index, spec, int(seed)
+        self.transform = transform                       # None: array-backed rows (load_rows)
         self.labelled = draw_labelled(fit_rows, fit_labels, labels_per_class, seed)
         self.labelled_labels = np.asarray(index.labels)[self.labelled]
         self.pool = np.setdiff1d(np.asarray(fit_rows), self.labelled)
@@ -163,7 +184,7 @@ class SSDMLAlgorithm(Hook):
     # ----------------------------------------------------------------- partitions and plans
     def _open_partition(self, model: nn.Module, number: int) -> None:
         rows = draw_partition(self.pool, self.labelled, self.partition_size, self.seed, number)
-        features = embed_rows(model, self.index, rows, self.spec, device=self.device)
+        features = embed_rows(model, self.index, rows, self.spec, self.transform, device=self.device)
         # the labelled rows are the partition's first positions (draw_partition)
         self.triplets = mine_ssdml_triplets(features, np.arange(len(self.labelled)), self.labelled_labels,
                                             k=self.k, gamma=self.gamma)
@@ -206,7 +227,7 @@ class TripletBatches:
         for ids in planned:
             positions, local = np.unique(alg.triplets[np.asarray(ids)], return_inverse=True)
             rows = alg.partition[positions]
-            x = array_batch(alg.index, rows, alg.spec).to(self.device)
+            x = load_rows(alg.index, rows, alg.spec, alg.transform).to(self.device)
             yield Batch(x, None, rows, {"triplets": torch.from_numpy(local.reshape(-1, 3)).to(self.device)})
 
 
@@ -294,7 +315,7 @@ class BaselineAlgorithm(SSDMLAlgorithm):
         from dmlrepro.losses.ssml_baselines import LINEAR_PAIR_BASELINES, partition_pair_weights
         from dmlrepro.miners.affinity_propagation import knn_neighbours
         rows = draw_partition(self.pool, self.labelled, self.partition_size, self.seed, number)
-        features = embed_rows(model, self.index, rows, self.spec, device=self.device)
+        features = embed_rows(model, self.index, rows, self.spec, self.transform, device=self.device)
         labelled = np.arange(len(self.labelled))
         self.neighbours = knn_neighbours(features, self.k)
         self.step.update(features, labelled, self.labelled_labels)         # fix θ, learn M
@@ -337,7 +358,7 @@ class NeighbourhoodBatches:
         for anchors in planned:
             positions = np.unique(np.concatenate([np.asarray(anchors), alg.neighbours[np.asarray(anchors)].ravel()]))
             rows = alg.partition[positions]
-            x = array_batch(alg.index, rows, alg.spec).to(self.device)
+            x = load_rows(alg.index, rows, alg.spec, alg.transform).to(self.device)
             yield Batch(x, None, rows, {"positions": positions})
 
 

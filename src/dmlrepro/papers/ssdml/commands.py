@@ -11,13 +11,26 @@ def _train(args: argparse.Namespace) -> None:
     from dmlrepro.papers.ssdml.run import train
     params = json_argument(args.params)
     train(args.dataset, args.raw_root, args.split, args.method, params["method"], params["model"], params["train"],
-          args.seed, args.out_dir, args.recall_ks, device=args.device)
+          args.seed, args.out_dir, args.recall_ks, device=args.device, tuning_point=args.tuning_point,
+          init=args.init)
+
+
+def _tuning_table(args: argparse.Namespace) -> None:
+    from dmlrepro.papers.ssdml import report
+    grid = json_argument(args.grid)
+    notes = ["Validation R@1 (%) of each grid point: the selection score of the run's selected epoch, on the "
+             "validation split of the tuning seed; the test split is not read. Chosen: the highest per method "
+             "(ties to the earlier point); every point runs the same schedule (the same SGD budget).",
+             "Ours' alpha also sets Ours w/o orth's (Table 4 compares the two at one alpha)."] + list(args.note)
+    report.write_table(report.tuning_table(report.load_runs(args.metrics), grid), args.out_csv, args.out_md,
+                       "SSDML: hyperparameters chosen on validation", notes)
 
 
 def _initial(args: argparse.Namespace) -> None:
     from dmlrepro.papers.ssdml.run import initial
     initial(args.dataset, args.raw_root, args.split, json_argument(args.model), args.seed, args.out, args.recall_ks,
-            device=args.device, method_cfg=json_argument(args.method), space=args.retrieval_space, train_cfg=json_argument(args.train))
+            device=args.device, method_cfg=json_argument(args.method), space=args.retrieval_space,
+            train_cfg=json_argument(args.train), init=args.init)
 
 
 def _tables(args: argparse.Namespace) -> None:
@@ -29,6 +42,13 @@ def _tables(args: argparse.Namespace) -> None:
                        "SSDML Table 1: comparison against the SSDML baselines", notes)
     report.write_table(report.table4(runs, args.datasets), args.table4_csv, args.table4_md,
                        "SSDML Table 4: without and with orthogonality on L", notes)
+    titles = {2: "SSDML Table 2: against the SSDML baselines on fine-grained datasets",
+              3: "SSDML Table 3: against deep unsupervised methods (quoted) on fine-grained datasets",
+              5: "SSDML Table 5: against supervised baselines trained on the labelled images (CUB)"}
+    for t, build in ((2, report.table2), (3, report.table3), (5, report.table5)):
+        csv, md = getattr(args, f"table{t}_csv"), getattr(args, f"table{t}_md")
+        if csv and md:
+            report.write_table(build(runs, args.datasets), csv, md, titles[t], notes + list(report.FINE_GRAINED_NOTES))
     verdicts = evaluate_claims(claims.CLAIMS, claims.results_table(args.metrics), row_label=claims.row_label)
     write_claims(verdicts, args.claims_csv, args.claims_md, title="SSDML claims")
 
@@ -54,12 +74,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.add_argument("--split", required=True, help="split JSON written by image-split")
         s.add_argument("--seed", type=int, required=True)
         s.add_argument("--recall-ks", type=int, nargs="+", default=[1, 2, 4, 8])
+        s.add_argument("--init", default=None, help="ImageNet weights of a pretrained backbone (model.pretrained)")
 
     s = sub.add_parser("ssdml-train", help="SSDML: one Algorithm-1 run (w/ or w/o orth)")
     common(s)
     s.add_argument("--method", required=True)
     s.add_argument("--params", required=True, help="JSON with keys method, model, train")
     s.add_argument("--out-dir", required=True)
+    s.add_argument("--tuning-point", type=int, default=None, help="the run is this point of the tuning grid")
     s.set_defaults(func=_train)
 
     s = sub.add_parser("ssdml-initial", help="SSDML: the Initial row (the randomly initialised network)")
@@ -92,4 +114,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--note", action="append", default=[])
     for name in ("table1-csv", "table1-md", "table4-csv", "table4-md", "claims-csv", "claims-md"):
         s.add_argument(f"--{name}", required=True)
+    for name in ("table2-csv", "table2-md", "table3-csv", "table3-md", "table5-csv", "table5-md"):
+        s.add_argument(f"--{name}", default=None, help="the fine-grained tables (CUB, Cars), when configured")
     s.set_defaults(func=_tables)
+
+    s = sub.add_parser("ssdml-tuning-table", help="SSDML: the validation grid of each method and the chosen values")
+    s.add_argument("--metrics", nargs="+", required=True, help="metrics.json of the grid's runs")
+    s.add_argument("--grid", required=True, help="JSON: method -> list of points (overrides of its method block)")
+    s.add_argument("--note", action="append", default=[])
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("--out-md", required=True)
+    s.set_defaults(func=_tuning_table)
