@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dmlrepro.io import atomic_path
+from dmlrepro.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -258,3 +258,16 @@ def write_history(path: str | Path, history: list[dict[str, Any]], columns: Sequ
         writer = csv.DictWriter(f, fieldnames=columns, restval="", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
+
+
+def save_run(out_dir: str | Path, model_file: dict[str, Any], history: list[dict[str, Any]],
+             summary: dict[str, Any]) -> dict[str, Any]:
+    """A finished run's outputs, each written atomically: ``model.pt`` (``model_file``),
+    ``history.csv`` and ``metrics.json`` (``summary``, returned), the metrics last, so that the file
+    the workflow waits for exists only when the rest does."""
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
+        torch.save(model_file, tmp)
+    write_history(out_dir / "history.csv", history)
+    write_json(out_dir / "metrics.json", summary)
+    return summary

@@ -21,7 +21,7 @@ from dmlrepro.io import atomic_path, write_json
 from dmlrepro.training import components
 from dmlrepro.training.images import (ImageBatches, MetricLossObjective, SoftmaxObjective, embed_rows,
                                       m_per_class_plan, shuffled_plan, tensor_fast_path)
-from dmlrepro.training.loop import Trainer, run_signature, seed_everything, write_history
+from dmlrepro.training.loop import Trainer, run_signature, save_run, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -167,12 +167,8 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
                "val_recall@1": result.best_score, "test": metrics,
                "test_selected": None if best_test is None else {"epoch": best_test["epoch"],
                                                                 "recall@1": best_test["test_recall@1"]}}
-    with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
-        torch.save({"state_dict": model.state_dict(), "model_cfg": model_cfg, "method": method,
-                    "best_epoch": result.best_epoch}, tmp)
-    write_history(out_dir / "history.csv", result.history)
-    write_json(out_dir / "metrics.json", summary)
-    return summary
+    return save_run(out_dir, {"state_dict": model.state_dict(), "model_cfg": model_cfg, "method": method,
+                                  "best_epoch": result.best_epoch}, result.history, summary)
 
 
 def initial(dataset: str, raw_root: str | Path, split_path: str | Path, model_cfg: dict[str, Any],

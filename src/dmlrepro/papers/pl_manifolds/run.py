@@ -40,11 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmlrepro import DmlReproError
-from dmlrepro.io import atomic_path, write_json
+from dmlrepro.io import write_json
 from dmlrepro.losses.pl_manifold import PLManifoldLoss
 from dmlrepro.losses.stml import STMLLoss
 from dmlrepro.training.images import ImageBatches, embed_rows, tensor_fast_path
-from dmlrepro.training.loop import Batch, Objective, Trainer, run_signature, seed_everything, write_history
+from dmlrepro.training.loop import Batch, Objective, Trainer, run_signature, save_run, seed_everything
 from dmlrepro.training.momentum import MomentumEncoder
 from dmlrepro.training.nn_batches import NeighbourBatches
 from dmlrepro.training.pl_manifold import ProxyRetraction
@@ -297,13 +297,9 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, run: str, 
                "test_selected": None if best_test is None else {"epoch": best_test["epoch"],
                                                                 "recall@1": best_test["test_recall@1"]},
                "fit_images": len(fit_rows), "val_images": len(val_rows), "method_cfg": method_cfg}
-    with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
-        torch.save({"state_dict": model.state_dict(), "objective": objective.state_dict(),
-                    "model_cfg": model_cfg, "method": run, "method_cfg": method_cfg,
-                    "best_epoch": result.best_epoch}, tmp)
-    write_history(out_dir / "history.csv", result.history)
-    write_json(out_dir / "metrics.json", summary)
-    return summary
+    return save_run(out_dir, {"state_dict": model.state_dict(), "objective": objective.state_dict(),
+                                  "model_cfg": model_cfg, "method": run, "method_cfg": method_cfg,
+                                  "best_epoch": result.best_epoch}, result.history, summary)
 
 
 # ------------------------------------------------------------------------------ Table 2

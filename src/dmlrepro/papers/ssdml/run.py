@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from dmlrepro import DmlReproError
-from dmlrepro.io import atomic_path, write_json
+from dmlrepro.io import write_json
 from dmlrepro.losses.ssml_baselines import SSDMLStep
 from dmlrepro.papers.image_foundation.run import load_run_inputs
-from dmlrepro.training.loop import run_signature, write_history
+from dmlrepro.training.loop import run_signature, save_run
 from dmlrepro.papers.ssdml.algorithm import SSDMLAlgorithm, SSDMLObjective, TripletBatches, input_transform
 from dmlrepro.training.images import embed_rows
 from dmlrepro.training.loop import Trainer, seed_everything
@@ -264,12 +264,8 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
                "max_orthonormality_error": max(algorithm.orthonormality_errors, default=None)}
     if tuning_point is not None:
         summary["tuning_point"] = int(tuning_point)
-    with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
-        torch.save({"state_dict": model.state_dict(), "L": L, "model_cfg": model_cfg, "method": method,
-                    "best_epoch": result.best_epoch}, tmp)
-    write_history(out_dir / "history.csv", result.history)
-    write_json(out_dir / "metrics.json", summary)
-    return summary
+    return save_run(out_dir, {"state_dict": model.state_dict(), "L": L, "model_cfg": model_cfg, "method": method,
+                                  "best_epoch": result.best_epoch}, result.history, summary)
 
 
 def initial_metric(model, method_cfg: dict[str, Any], seed: int) -> torch.Tensor:
@@ -367,12 +363,8 @@ def train_supervised(dataset: str, raw_root: str | Path, split_path: str | Path,
                "val_recall@1": result.best_score, "retrieval_space": "after_L", "test": test,
                "test_before_L": before, "test_selected": None, "labelled_rows": labelled.tolist(),
                "supervised_loss": method_cfg["supervised_loss"]}
-    with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
-        torch.save({"state_dict": model.state_dict(), "model_cfg": model_cfg, "method": method,
-                    "best_epoch": result.best_epoch}, tmp)
-    write_history(out_dir / "history.csv", result.history)
-    write_json(out_dir / "metrics.json", summary)
-    return summary
+    return save_run(out_dir, {"state_dict": model.state_dict(), "model_cfg": model_cfg, "method": method,
+                                  "best_epoch": result.best_epoch}, result.history, summary)
 
 
 def evaluate_image_embeddings_of(model, index, rows, transform, recall_ks, seed, device, metrics) -> dict[str, float]:

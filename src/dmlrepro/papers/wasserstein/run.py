@@ -42,12 +42,11 @@ import numpy as np
 import torch
 
 from dmlrepro import DmlReproError
-from dmlrepro.io import atomic_path, write_json
 from dmlrepro.papers.image_foundation.run import load_run_inputs
 from dmlrepro.training import components
 from dmlrepro.training.images import (ImageBatches, MetricLossObjective, embed_rows, m_per_class_plan,
                                       tensor_fast_path, weighted_m_per_class_plan)
-from dmlrepro.training.loop import Hook, Trainer, run_signature, seed_everything, write_history
+from dmlrepro.training.loop import Hook, Trainer, run_signature, save_run, seed_everything
 
 from .methods import is_wasserstein
 
@@ -290,9 +289,5 @@ def train(dataset: str, raw_root: str | Path, split_path: str | Path, method: st
                                                     "selection_seconds": round(hooks[0].seconds, 3),
                                                     "sizes": hooks[0].sizes},
                "run_seconds": round(time.perf_counter() - t_start, 3)}
-    with atomic_path(out_dir / "model.pt", suffix=".pt") as tmp:
-        torch.save({"state_dict": net.state_dict(), "model_cfg": model_cfg, "method": method,
-                    "best_epoch": result.best_epoch}, tmp)
-    write_history(out_dir / "history.csv", result.history)
-    write_json(out_dir / "metrics.json", summary)
-    return summary
+    return save_run(out_dir, {"state_dict": net.state_dict(), "model_cfg": model_cfg, "method": method,
+                                  "best_epoch": result.best_epoch}, result.history, summary)
