@@ -242,15 +242,18 @@ def test_cifar10_bad_archives(tmp_path):
 CUB_CLASSES = {1: 3, 2: 2, 100: 2, 101: 3, 200: 2}  # class id -> images
 
 
-def _write_cub(root: Path) -> list[tuple[str, int]]:
-    """A tiny CUB_200_2011.tgz in ``root/raw/cub200`` (with the real top-level attributes.txt)."""
+def _write_cub(root: Path, classes: dict[int, int] = CUB_CLASSES, value=lambda cls, k: cls,
+               grey: tuple[tuple[int, int], ...] = ((2, 0),)) -> list[tuple[str, int]]:
+    """A tiny CUB_200_2011.tgz in ``root/raw/cub200`` (with the real top-level attributes.txt):
+    ``classes`` maps a class id to its image count, ``value(cls, k)`` an image's pixel value, and
+    the ``(cls, k)`` in ``grey`` are single-channel JPEGs."""
     src = root / "src"
     base = src / "CUB_200_2011"
     entries = []
-    for cls, n in CUB_CLASSES.items():
+    for cls, n in classes.items():
         for k in range(n):
             rel = f"{cls:03d}.Bird_{cls}/Bird_{cls}_{k:04d}_{100 + k}.jpg"
-            _jpeg(base / "images" / rel, value=cls, mode="L" if (cls, k) == (2, 0) else "RGB")
+            _jpeg(base / "images" / rel, value=value(cls, k), mode="L" if (cls, k) in grey else "RGB")
             entries.append((rel, cls))
     (base / "images.txt").write_text("".join(f"{i} {rel}\n" for i, (rel, _) in enumerate(entries, 1)))
     (base / "image_class_labels.txt").write_text("".join(f"{i} {c}\n" for i, (_, c) in enumerate(entries, 1)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_data_images import _jpeg, _tgz
+from test_data_images import _write_cub
 
 from dmlrepro.data.images import load_image_dataset, make_image_split, prepare_image_dataset
 
@@ -19,21 +19,9 @@ TRAIN_CLASSES, TEST_CLASSES = (1, 2, 3), (101, 102)
 
 
 def _write_tiny_cub(root: Path) -> None:
-    """CUB_200_2011.tgz as the real archive lays it out (images/<id>.<name>/..., images.txt,
-    image_class_labels.txt, train_test_split.txt, the top-level attributes.txt)."""
-    src = root / "src"
-    base = src / "CUB_200_2011"
-    entries = []
-    for cls in TRAIN_CLASSES + TEST_CLASSES:
-        for k in range(6):
-            rel = f"{cls:03d}.Bird_{cls}/Bird_{cls}_{k:04d}_{100 + k}.jpg"
-            _jpeg(base / "images" / rel, value=(37 * cls + 11 * k) % 256)
-            entries.append((rel, cls))
-    (base / "images.txt").write_text("".join(f"{i} {rel}\n" for i, (rel, _) in enumerate(entries, 1)))
-    (base / "image_class_labels.txt").write_text("".join(f"{i} {c}\n" for i, (_, c) in enumerate(entries, 1)))
-    (base / "train_test_split.txt").write_text("".join(f"{i} {i % 2}\n" for i in range(1, len(entries) + 1)))
-    (src / "attributes.txt").write_text("1 has_bill_shape::curved\n")
-    _tgz(root / "raw" / "cub200" / "CUB_200_2011.tgz", src, "CUB_200_2011", "attributes.txt")
+    """CUB_200_2011.tgz as the real archive lays it out: six RGB images per class."""
+    _write_cub(root, {cls: 6 for cls in TRAIN_CLASSES + TEST_CLASSES}, value=lambda cls, k: (37 * cls + 11 * k) % 256,
+               grey=())
 
 
 @pytest.fixture(scope="module")
