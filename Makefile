@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/snakemake --workflow-profile $(PROFILE) --cores $(CORES) $(SNAKEMAKE_ARGS)
 	$(VENV)/bin/snakemake --cores 1 --report results/snakemake-report.html $(SNAKEMAKE_ARGS)
-	@echo "Tables: results/tables/table1.md results/tables/table2.md; report: results/report.html"
+	@echo "Tables: results/wsset/tables/table1.md results/wsset/tables/table2.md; report: results/report.html"
 
 test: install
 	$(PY) -m pytest

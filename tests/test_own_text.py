@@ -112,12 +112,11 @@ def test_no_word_in_the_vectors_names_the_vectors_file(tmp_path, shared_data):
 
 # ------------------------------------------------------------------------------- the workflow
 def own_config(tmp_path: Path, shared_data: Path, datasets: dict, **override) -> Path:
-    cfg = {"data": {"mirror": str(shared_data), "allow_download": False}, "datasets": datasets,
-           "methods": ["wmd_knn", "wsset"],
-           "model": {"layers": 1, "heads": 2, "ff_dim": 16, "dropout": 0.1, "head_dims": [16, 8], "d_model": 16},
-           "train": {"epochs": 1, "batch_size": 16, "lr": 1.0e-3, "knn_k": 3, "device": "cpu", "threads": 1},
-           "evaluation": {"knn_k": 3}}
-    cfg.update(override)
+    wsset = {"datasets": datasets, "methods": ["wmd_knn", "wsset"],
+             "model": {"layers": 1, "heads": 2, "ff_dim": 16, "dropout": 0.1, "head_dims": [16, 8], "d_model": 16},
+             "train": {"epochs": 1, "batch_size": 16, "lr": 1.0e-3, "knn_k": 3, "device": "cpu", "threads": 1},
+             "evaluation": {"knn_k": 3}, **override}
+    cfg = {"data": {"mirror": str(shared_data), "allow_download": False}, "papers": {"wsset": wsset}}
     path = tmp_path / "own.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -168,29 +167,29 @@ def own_run(tmp_path_factory, corpus, shared_data):
     cfg = own_config(work, shared_data, {"my_reviews": {
         "source": "tsv", "path": str(corpus["tsv"]), "vectors": "glove50_subset", "stop_words": "default",
         "empty_documents": "error", "splits": {"n": 1, "test_size": 0.3, "val_size": 0.2, "seed": 0}, "emd_shards": 1}})
-    res = snakemake(work, "--cores", "1", "results/tables/table1.md", "--configfile", str(cfg))
+    res = snakemake(work, "--cores", "1", "results/wsset/tables/table1.md", "--configfile", str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     return work
 
 
 def test_your_corpus_runs_to_table_one_named_and_without_a_paper_column(own_run):
-    table = (own_run / "results/tables/table1.md").read_text()
+    table = (own_run / "results/wsset/tables/table1.md").read_text()
     header = next(line for line in table.splitlines() if line.startswith("| Method"))
     assert "Paper" not in header and "Δ" not in header
     import pandas as pd  # the CSV keeps the column, empty, for the comparison figure
-    assert set(pd.read_csv(own_run / "results/tables/table1.csv")["Paper"]) == {"–"}
+    assert set(pd.read_csv(own_run / "results/wsset/tables/table1.csv")["Paper"]) == {"–"}
     for method in ("WMD", "Ours (WSSET)"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {method} "))
         assert "| my_reviews |" in row and "own corpus reviews.tsv (tsv), GloVe-50, 1 new split |" in row
     assert "my_reviews: no paper value" in table and "your own corpus, tsv reviews.tsv" in table
     assert "rebuilt from raw text" not in table  # the BBCSport-specific data notes do not apply
-    rec = json.loads((own_run / "results/my_reviews/split0/wsset/metrics.json").read_text())
+    rec = json.loads((own_run / "results/wsset/my_reviews/split0/wsset/metrics.json").read_text())
     assert rec["n_train"] + rec["n_test"] == 2 * PER_CLASS and 0 <= rec["knn_accuracy"] <= 100
 
 
 def _search(run_dir, gallery, query, *extra) -> list[list[str]]:
     from dmlrepro.cli import main
-    out = Path(run_dir).parents[3] / "hits.tsv"
+    out = Path(run_dir).parents[4] / "hits.tsv"  # the working directory
     assert main(["search", "--model", str(run_dir), "--gallery", str(gallery), "--query", str(query), *extra,
                  "--out", str(out)]) == 0
     lines = out.read_text().splitlines()
@@ -200,7 +199,7 @@ def _search(run_dir, gallery, query, *extra) -> list[list[str]]:
 
 def test_embed_applies_the_runs_preprocessing_and_encoder(own_run, corpus, tmp_path):
     from dmlrepro.cli import main
-    run_dir = own_run / "results/my_reviews/split0/wsset"
+    run_dir = own_run / "results/wsset/my_reviews/split0/wsset"
     for fmt, path in corpus.items():
         out = tmp_path / f"{fmt}.npy"
         assert main(["embed", "--model", str(run_dir), "--input", str(path), "--out", str(out)]) == 0
@@ -212,7 +211,7 @@ def test_embed_applies_the_runs_preprocessing_and_encoder(own_run, corpus, tmp_p
 
 
 def test_search_by_embedding_finds_twins_and_never_the_query_itself(own_run, corpus):
-    run_dir = own_run / "results/my_reviews/split0/wsset"
+    run_dir = own_run / "results/wsset/my_reviews/split0/wsset"
     rows = _search(run_dir, corpus["folders"], corpus["jsonl"], "-k", "3")
     assert len(rows) == 3 * 2 * PER_CLASS
     firsts = [r for r in rows if r[1] == "1"]
@@ -235,7 +234,7 @@ def test_exact_wmd_search_agrees_with_brute_force(own_run, corpus, tmp_path, sha
                RawDocument("q2", "", "The pan heats evenly and cleans up easily.")]
     qfile = write_user_corpus(queries, "jsonl", tmp_path / "queries.jsonl")
     # WMD kNN's run has no model: exact WMD needs only the dataset's preprocessing
-    run_dir = own_run / "results/my_reviews/split0/wmd_knn"
+    run_dir = own_run / "results/wsset/my_reviews/split0/wmd_knn"
     rows = _search(run_dir, corpus["tsv"], qfile, "-k", "5", "--exact-wmd")
     run = TextRun(run_dir)
     gallery, query = run.documents(corpus["tsv"]), run.documents(qfile)
@@ -261,7 +260,7 @@ def test_the_shipped_example_config_plans_the_documented_run(tmp_path, shared_da
     from test_workflow import REPO, job_counts, snakemake
     shutil.copy(REPO / "config" / "own_text.yaml", tmp_path / "own_text.yaml")
     assert main(["example-corpus", "--out", str(tmp_path / "reviews.tsv"), "--mirror", str(shared_data)]) == 0
-    res = snakemake(tmp_path, "-n", "results/tables/table1.md", "--configfile", str(tmp_path / "own_text.yaml"))
+    res = snakemake(tmp_path, "-n", "results/wsset/tables/table1.md", "--configfile", str(tmp_path / "own_text.yaml"))
     assert res.returncode == 0, res.stderr[-2000:]
     counts = job_counts(res.stdout)
     assert counts["build_pointsets"] == 1 and counts["train_embedder"] == 2 and counts["evaluate_wmd_knn"] == 2

@@ -173,7 +173,7 @@ QUICK_JOB_COUNTS = {
 
 
 def expected_training_runs(cfg: dict) -> tuple[set[str], set[str]]:
-    """Run directories the config implies: Table I/II runs (with transfer stages), and study runs."""
+    """Run directories a WSSET block implies: Table I/II runs (with transfer stages), and study runs."""
     from dmlrepro.papers.wsset.methods import TRAINED_METHODS, transfer_chain
     runs, studies = set(), set()
     for method in cfg["methods"]:
@@ -182,17 +182,17 @@ def expected_training_runs(cfg: dict) -> tuple[set[str], set[str]]:
         scope = cfg.get("method_scope", {}).get(method, {})
         for ds in scope.get("datasets", list(cfg["datasets"])):
             for split in range(scope.get("splits", cfg["datasets"][ds]["splits"]["n"])):
-                runs |= {f"results/{ds}/split{split}/{m}" for m in transfer_chain(method)}
+                runs |= {f"results/wsset/{ds}/split{split}/{m}" for m in transfer_chain(method)}
     small = cfg.get("studies", {}).get("small_data")
     if small:
         for ds in small["datasets"]:
             for n in small["samples_per_class"]:
                 for split in range(small.get("splits", 1)):
-                    studies |= {f"results/{ds}/spc{n}/split{split}/{m}" for method in small["methods"]
+                    studies |= {f"results/wsset/{ds}/spc{n}/split{split}/{m}" for method in small["methods"]
                                 if method in TRAINED_METHODS for m in transfer_chain(method)}
     grid = cfg.get("studies", {}).get("c_grid")
     if grid:
-        studies |= {f"results/{grid['dataset']}/c{c:g}/split{s}/wsset" for c in grid["c"]
+        studies |= {f"results/wsset/{grid['dataset']}/c{c:g}/split{s}/wsset" for c in grid["c"]
                     for s in range(grid.get("splits", 1))}
     return runs, studies
 
@@ -201,34 +201,35 @@ def test_paper_config_builds_the_full_dag(tmp_path):
     res = snakemake(repo_like_workdir(tmp_path), "-n", "--configfile", "config/paper.yaml")
     assert res.returncode == 0, res.stderr
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    datasets = list(cfg["datasets"])
+    wsset = cfg["papers"]["wsset"]
+    datasets = list(wsset["datasets"])
     assert set(datasets) == {"bbcsport", "twitter", "recipe", "amazon"}
     counts = job_counts(res.stdout)
     # nothing of the embedded default (its method_scope) merged in
     assert counts == with_image_papers(PAPER_JOB_COUNTS, cfg)
-    runs, studies = expected_training_runs(cfg)
+    runs, studies = expected_training_runs(wsset)
     assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
     assert counts["evaluate_wmd_knn"] == len(datasets) * 5
-    assert counts["emd_shard"] == sum(d["emd_shards"] for d in (cfg["datasets"] | cfg["corpora"]).values()
+    assert counts["emd_shard"] == sum(d["emd_shards"] for d in (wsset["datasets"] | wsset["corpora"]).values()
                                       if "emd_shards" in d)
     assert counts["bert_finetune"] == 3 * 5  # not on Recipe (no raw text)
-    small = cfg["studies"]["small_data"]  # Fig. 4's dashed BERT line on the same subsamples
+    small = wsset["studies"]["small_data"]  # Fig. 4's dashed BERT line on the same subsamples
     assert counts["bert_study_finetune"] == len(small["datasets"]) * len(small["samples_per_class"]) * small["splits"]
-    assert "results/twitter/spc10/split4/bert_base/metrics.json" in res.stdout
+    assert "results/wsset/twitter/spc10/split4/bert_base/metrics.json" in res.stdout
     for run in runs | studies:
         assert f"{run}/model.pt" in res.stdout, run
-    trained = [m for m in cfg["methods"] if m not in ("wmd_knn", "bert_base")]
+    trained = [m for m in wsset["methods"] if m not in ("wmd_knn", "bert_base")]
     for ds in datasets:  # every dataset x split x method appears
         for split in range(5):
             for method in trained:
-                assert f"results/{ds}/split{split}/{method}/metrics.json" in res.stdout
-            assert f"results/{ds}/split{split}/wmd_knn/metrics.json" in res.stdout
+                assert f"results/wsset/{ds}/split{split}/{method}/metrics.json" in res.stdout
+            assert f"results/wsset/{ds}/split{split}/wmd_knn/metrics.json" in res.stdout
             if ds != "recipe":
-                assert f"results/{ds}/split{split}/bert_base/metrics.json" in res.stdout
+                assert f"results/wsset/{ds}/split{split}/bert_base/metrics.json" in res.stdout
         assert f"kusner-mat/{'recipe2' if ds == 'recipe' else ds}-emd_tr_te_split.mat" in res.stdout
     assert "kaggle/consumer-reviews-of-amazon-products.zip" in res.stdout  # Ours+Ext.'s corpus
     for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
-        assert f"results/figures/{fig}.png" in res.stdout
+        assert f"results/wsset/figures/{fig}.png" in res.stdout
     # the seven image datasets: downloads (URL + checksum in the catalog), training, evaluation
     from dmlrepro.data.images import IMAGE_DATASETS
     image = cfg["papers"]["image_foundation"]
@@ -304,17 +305,17 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     counts = job_counts(res.stdout)
     assert counts == with_image_papers(DEFAULT_JOB_COUNTS, cfg)
-    runs, studies = expected_training_runs(cfg)
+    runs, studies = expected_training_runs(cfg["papers"]["wsset"])
     assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
     assert counts["evaluate_wmd_knn"] == 2 * 5 and "bert_finetune" not in counts
     for run in runs | studies:
         assert f"{run}/metrics.json" in res.stdout, run
     for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
-        assert f"results/figures/{fig}.png" in res.stdout
+        assert f"results/wsset/figures/{fig}.png" in res.stdout
     # the claims step reads every Table I/II run and the Fig. 4/6 study runs
     claims_job = res.stdout.split("rule claims:", 1)[1].split("\n\n", 1)[0]
-    assert "results/tables/claims.md" in claims_job and "--small-data results/bbcsport/spc10/split0/" in claims_job
-    assert "--c-grid results/twitter/c1/split0/wsset/metrics.json" in claims_job
+    assert "results/wsset/tables/claims.md" in claims_job and "--small-data results/wsset/bbcsport/spc10/split0/" in claims_job
+    assert "--c-grid results/wsset/twitter/c1/split0/wsset/metrics.json" in claims_job
     # paper 004 on the stand-ins: 7 rows x 3 seeds x {Fashion-MNIST, MNIST}; Fashion-MNIST from the image
     # foundation's pretrained LeNet and Initial rows (one pretraining), MNIST from its own (Fashion-MNIST)
     # ... each seed's seven rows in one job (batch_rows), each row with its own --out-dir and log
@@ -336,14 +337,17 @@ def test_quick_config_is_the_self_supervised_core(tmp_path):
     counts = job_counts(res.stdout)
     assert counts == QUICK_JOB_COUNTS  # no figure studies, no transfer stage, no external corpus
     assert counts["train_embedder"] == 2 * 5 * 3 and counts["evaluate_wmd_knn"] == 2 * 5
-    quick_cfg = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
-    planned = set(re.findall(r"results/(\w+)/split(\d+)/(\w+)/metrics\.json", res.stdout))
-    assert planned == {(d, str(s), m) for d in quick_cfg["datasets"] for s in range(5) for m in quick_cfg["methods"]}
-    assert not re.search(r"results/\w+/(spc|c)[0-9.]+/", res.stdout) and "amazon" not in res.stdout
+    quick_all = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    quick = quick_all["papers"]["wsset"]
+    assert list(quick_all["papers"]) == ["wsset"]  # WSSET only: no image paper
+    planned = set(re.findall(r"results/wsset/(\w+)/split(\d+)/(\w+)/metrics\.json", res.stdout))
+    assert planned == {(d, str(s), m) for d in quick["datasets"] for s in range(5) for m in quick["methods"]}
+    assert not re.search(r"results/wsset/\w+/(spc|c)[0-9.]+/", res.stdout) and "amazon" not in res.stdout
     # a whole config (not merged over the default), so it must not drift from the default's settings
-    quick = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
-    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    for key in ("data", "model", "train", "evaluation", "ot"):
+    default_all = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    default = default_all["papers"]["wsset"]
+    assert quick_all["data"] == default_all["data"]
+    for key in ("model", "train", "evaluation", "ot"):
         assert quick[key] == default[key], key
     for name, dataset in quick["datasets"].items():
         assert dataset == {k: v for k, v in default["datasets"][name].items() if k != "external"}, name
@@ -357,12 +361,12 @@ def test_no_arguments_run_the_embedded_default_and_config_overrides_apply(tmp_pa
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert job_counts(res.stdout) == with_image_papers(DEFAULT_JOB_COUNTS, default)
     # --config without --configfile: merged over the embedded default (its studies stay)
-    res = snakemake(workdir, "-n", "--config", "methods=[wmd_knn, wsset]")
+    res = snakemake(workdir, "-n", "--config", "papers={wsset: {methods: [wmd_knn, wsset]}}")
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
     assert counts["train_embedder"] == 2 * 5 and counts["train_study_embedder"] == 40
     # ... and over a --configfile
-    res = snakemake(workdir, "-n", "--configfile", "config/quick.yaml", "--config", "methods=[wsset]")
+    res = snakemake(workdir, "-n", "--configfile", "config/quick.yaml", "--config", "papers={wsset: {methods: [wsset]}}")
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
     assert counts["train_embedder"] == 2 * 5 and "train_study_embedder" not in counts
@@ -375,16 +379,20 @@ def test_workflow_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr, res.stdout
 
 
-def write_config(path: Path, **override) -> Path:
-    cfg = {"datasets": {"bbcsport": {"source": "text"}}, "methods": ["wsset"], "model": {}, "train": {},
-           "evaluation": {}}
-    cfg.update(override)
+WSSET_BLOCK = {"datasets": {"bbcsport": {"source": "text"}}, "methods": ["wsset"], "model": {}, "train": {},
+               "evaluation": {}}
+
+
+def write_config(path: Path, wsset: dict | None = None, **top) -> Path:
+    """A config of a small WSSET block (``wsset``: its keys replaced) and the top-level keys ``top``; a
+    ``papers`` given there replaces the papers, WSSET's block included."""
+    cfg = {"papers": {"wsset": {**WSSET_BLOCK, **(wsset or {})}}, **top}
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 @pytest.mark.parametrize("override,named", [
-    ({"train": {"epohcs": 3}}, "epohcs"),
+    ({"train": {"epohcs": 3}}, "epohcs"),  # papers.wsset.<key> replaced
     ({"baseline_models": {"deepsets": {"phi_dim": [8]}}}, "phi_dim"),
     ({"method_scope": {"wsset": {"datasets": ["twiter"]}}}, "twiter"),
     ({"datasets": {"bbcsport": {"source": "text", "external": "nowhere"}}}, "nowhere"),
@@ -396,9 +404,32 @@ def write_config(path: Path, **override) -> Path:
     ({"datasets": {"bbcsport": {"source": "pdf"}}}, "pdf"),
 ])
 def test_bad_config_is_an_error_naming_the_key_or_value(tmp_path, override, named):
-    res = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "c.yaml", **override)))
+    res = snakemake(tmp_path, "-n", "--configfile", str(write_config(tmp_path / "c.yaml", wsset=override)))
     assert res.returncode != 0
     assert named in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("key", ["methods", "datasets", "train", "studies", "ot"])
+def test_a_top_level_wsset_key_names_its_new_place(tmp_path, key):
+    """WSSET's keys moved under papers.wsset: the old layout is a one-line error saying where to."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({key: WSSET_BLOCK.get(key, {}), "papers": {"wsset": WSSET_BLOCK}}))
+    res = snakemake(tmp_path, "-n", "--configfile", str(cfg))
+    assert res.returncode != 0
+    assert f"config: top-level '{key}' is WSSET's; move it under papers.wsset (config/README.md)" in res.stdout + res.stderr
+
+
+def test_a_config_without_the_wsset_block_plans_no_wsset_job(tmp_path):
+    """`rule all` is built from the configured papers: the default without papers.wsset is the image papers'
+    jobs, the shared report and nothing of WSSET's."""
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    del default["papers"]["wsset"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(default))
+    res = snakemake(tmp_path, "-n", "-p", "--configfile", str(tmp_path / "c.yaml"))
+    assert res.returncode == 0, res.stderr
+    expected = image_paper_counts(default) | {"html_report": 1, "all": 1}
+    assert job_counts(res.stdout) == expected | {"total": sum(expected.values())}
+    assert "results/wsset" not in res.stdout and re.search(r"report --tables +--figures +--paper-outputs results/", res.stdout)
 
 
 def test_failed_job_prints_its_one_line_error_on_the_console(tmp_path):
@@ -417,7 +448,7 @@ def test_failed_job_prints_its_one_line_error_on_the_console(tmp_path):
 
 def test_every_shell_rule_sends_stderr_to_its_log():
     """Where the one-line error of a failed job lands: each rule's command ends in > {log} 2>&1."""
-    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+    for smk in sorted((REPO / "workflow" / "rules").rglob("*.smk")):
         for block in re.split(r"\n(?=rule |use rule )", smk.read_text())[1:]:
             if "    shell:" in block:
                 command = block.split("    shell:", 1)[1]
@@ -433,8 +464,7 @@ def test_profiles_show_failed_logs_and_make_run_names_its_profile():
     assert "snakemake --workflow-profile $(PROFILE) " in run_recipe
 
 
-TINY = {
-    "data": {"mirror": None, "allow_download": False},
+TINY_WSSET = {
     "datasets": {
         "bbcsport": {"source": "text", "max_documents": 40, "splits": {"n": 2, "seed": 0}, "emd_shards": 2,
                      "external": "reviews"},
@@ -456,7 +486,10 @@ TINY = {
         "c_grid": {"dataset": "twitter", "c": [7, 30]},
         "query_time": {"dataset": "gallery", "model_from": "bbcsport", "n_queries": 2},
     },
-    "papers": {"image_foundation": {
+}
+TINY = {
+    "data": {"mirror": None, "allow_download": False},
+    "papers": {"wsset": TINY_WSSET, "image_foundation": {
         "seeds": [0],
         "methods": {"multi_similarity": {"loss": {"name": "MultiSimilarityLoss"},
                                          "miner": {"name": "MultiSimilarityMiner"}}},
@@ -477,7 +510,7 @@ def test_tiny_end_to_end_run_produces_tables_figures_and_report(tmp_path, shared
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     res = snakemake(tmp_path, "--cores", "2", "--configfile", str(tmp_path / "c.yaml"))
     assert res.returncode == 0, res.stderr[-3000:]
-    table1 = (tmp_path / "results/tables/table1.md").read_text()
+    table1 = (tmp_path / "results/wsset/tables/table1.md").read_text()
     for label in ("WMD", "Ours (WSSET)", "SSET", "Approx.EMD"):
         for dataset in ("BBCSport", "Twitter"):
             assert re.search(rf"\| {re.escape(label)}\s.*\| {dataset} ", table1), (label, dataset)
@@ -487,19 +520,19 @@ def test_tiny_end_to_end_run_produces_tables_figures_and_report(tmp_path, shared
     assert "| 95.0 " in table1 and "| 96.36 " in table1  # the paper's column
     assert "external corpus: amazon, 30 documents" in table1
     for m in ("wmd_knn", "wsset", "sset", "approx_emd"):
-        rec = json.loads((tmp_path / f"results/bbcsport/split1/{m}/metrics.json").read_text())
+        rec = json.loads((tmp_path / f"results/wsset/bbcsport/split1/{m}/metrics.json").read_text())
         assert 0 <= rec["knn_accuracy"] <= 100 and set(rec["recall_at"]) == {"5", "15"}
-    assert (tmp_path / "results/figures/curves/twitter_split0_wsset.png").stat().st_size > 1000
+    assert (tmp_path / "results/wsset/figures/curves/twitter_split0_wsset.png").stat().st_size > 1000
     for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
-        assert (tmp_path / f"results/figures/{fig}.png").stat().st_size > 1000
-    small = (tmp_path / "results/tables/fig4_small_data.csv").read_text()
+        assert (tmp_path / f"results/wsset/figures/{fig}.png").stat().st_size > 1000
+    small = (tmp_path / "results/wsset/tables/fig4_small_data.csv").read_text()
     for m in ("selfattn_tl", "ours_int"):  # kNN labels only from the 6-per-class subsample, the same for both
-        rec = json.loads((tmp_path / f"results/twitter/spc6/split0/{m}/metrics.json").read_text())
+        rec = json.loads((tmp_path / f"results/wsset/twitter/spc6/split0/{m}/metrics.json").read_text())
         assert rec["n_train"] == 6 * 3, rec["n_train"]
     assert "twitter,ours_int,6.0000,knn_accuracy" in small and "twitter,selfattn_tl,6.0000,knn_accuracy" in small
-    grid = (tmp_path / "results/tables/fig6_c_grid.csv").read_text()
+    grid = (tmp_path / "results/wsset/tables/fig6_c_grid.csv").read_text()
     assert "twitter,wsset,7.0000,R@3" in grid and "twitter,wsset,30.0000,R@6" in grid
-    timing = json.loads((tmp_path / "results/query_time/gallery.json").read_text())
+    timing = json.loads((tmp_path / "results/wsset/query_time/gallery.json").read_text())
     assert timing["n_queries"] == 2 and timing["speedup_distance"]["classic_emd"] > 0
     html = (tmp_path / "results/report.html").read_text()
     assert "Ours (WSSET)" in html and "data:image/png;base64" in html and "905.9" in html

@@ -86,7 +86,7 @@ def test_grid_is_read_from_config_by_name():
     assert len(small) == 3 * 2 + 2 * 2  # Twitter capped at its 2 splits
     paper = [r for r in runs if r.encoder == "paper"]
     assert {(r.dataset, r.method, r.split) for r in paper} == {("bbcsport", "wsset", 0), ("bbcsport", "wsset", 1)}
-    assert paper[0].run_dir == "results/bbcsport/budget/paper/split0/wsset"
+    assert paper[0].run_dir == "results/wsset/bbcsport/budget/paper/split0/wsset"
     assert encoder_epochs(STUDY, "small", "twitter") == [5, 25, 100]
     assert encoder_model({"layers": 1, "ff_dim": 128, "d_model": 56}, STUDY, "paper") == {
         "layers": 5, "ff_dim": 1000, "d_model": 56}
@@ -226,7 +226,9 @@ def test_budget_command_writes_table_figure_and_claims(tmp_path):
 def test_budget_config_plans_exactly_the_study(tmp_path):
     res = snakemake(repo_like_workdir(tmp_path), "-n", "--configfile", "config/wsset_budget.yaml")
     assert res.returncode == 0, res.stderr
-    cfg = yaml.safe_load((REPO / "config" / "wsset_budget.yaml").read_text())
+    full = yaml.safe_load((REPO / "config" / "wsset_budget.yaml").read_text())
+    assert list(full["papers"]) == ["wsset"]
+    cfg = full["papers"]["wsset"]
     study = cfg["studies"]["budget"]
     runs = budget_runs(study, {d: c["splits"]["n"] for d, c in cfg["datasets"].items()})
     counts = job_counts(res.stdout)
@@ -238,16 +240,16 @@ def test_budget_config_plans_exactly_the_study(tmp_path):
                       "tables": 1, "claims": 1, "comparison_figures": 1, "html_report": 1, "all": 1,
                       "total": counts["total"]}
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
-    planned = set(re.findall(r"results/(\w+)/budget/(\w+)/split(\d+)/(\w+)/metrics\.json", res.stdout))
+    planned = set(re.findall(r"results/wsset/(\w+)/budget/(\w+)/split(\d+)/(\w+)/metrics\.json", res.stdout))
     assert planned == {(r.dataset, r.encoder, str(r.split), r.method) for r in runs}
     # the encoder's settings come from config by its key; the run is the largest budget, monitored
     job = next(j for j in res.stdout.split("rule train_budget_embedder:")[1:]
-               if "results/bbcsport/budget/paper/split0/wsset/model.pt" in j.split("\n\n", 1)[0])
+               if "results/wsset/bbcsport/budget/paper/split0/wsset/model.pt" in j.split("\n\n", 1)[0])
     params = json.loads(re.search(r"--params '([^']+)'", job).group(1))
     paper = study["encoders"]["paper"]
     assert params["model"] == {**cfg["model"], **paper["model"]}
     assert params["train"]["epochs"] == max(paper["epochs"]) and params["train"]["monitor_test"] is True
-    assert "results/figures/budget.png" in res.stdout and "results/tables/budget_claims.md" in res.stdout
+    assert "results/wsset/figures/budget.png" in res.stdout and "results/wsset/tables/budget_claims.md" in res.stdout
 
 
 def test_embedded_default_plans_no_budget_job_and_no_monitor(tmp_path):
@@ -257,7 +259,7 @@ def test_embedded_default_plans_no_budget_job_and_no_monitor(tmp_path):
     counts = job_counts(res.stdout)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert counts == with_image_papers(DEFAULT_JOB_COUNTS, cfg)
-    assert not re.search(r"results/\w+/budget/|rule budget_figure|results/figures/budget", res.stdout)
+    assert not re.search(r"results/wsset/\w+/budget/|rule budget_figure|results/wsset/figures/budget", res.stdout)
     wsset_train = [line for line in res.stdout.splitlines() if " -m dmlrepro train " in line]
     assert len(wsset_train) == counts["train_embedder"] + counts["train_study_embedder"] + counts["train_external_base"]
     assert not any("monitor_test" in line for line in wsset_train) and "train_budget_embedder" not in counts

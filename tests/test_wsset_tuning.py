@@ -144,7 +144,7 @@ def train_schedules(output: str) -> dict[tuple[str, str], tuple[float, int, str 
         if " -m dmlrepro train " not in line or "--split " not in line:
             continue
         method = re.search(r"--method (\w+)", line).group(1)
-        where = re.search(r"--out-dir results/([\w/]+)/" + method, line).group(1)
+        where = re.search(r"--out-dir results/wsset/([\w/]+)/" + method, line).group(1)
         train = json.loads(re.search(r"--params '(.*?)' --out-dir", line).group(1))
         assert "train" not in train["method_params"]  # the trainer never sees the override
         tuned = re.search(r"--tuned (\S+)", line)
@@ -153,14 +153,16 @@ def train_schedules(output: str) -> dict[tuple[str, str], tuple[float, int, str 
 
 
 def test_a_methods_train_override_reaches_its_runs_only(tmp_path):
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg.pop("papers"), cfg.pop("studies")
+    full = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = full["papers"]["wsset"]
+    full["papers"] = {"wsset": cfg}  # WSSET only
+    cfg.pop("studies")
     base = cfg["train"]
     for params in cfg["method_params"].values():
         params.pop("train", None)  # whatever the default holds: this test sets its own
     cfg["method_params"]["repset"] = {"train": {"lr": 0.01, "epochs": 7}}
     cfg["method_params"]["wsset"]["train"] = {"lr": 3e-4}
-    schedules = train_schedules(dry_run_commands(tmp_path, cfg))
+    schedules = train_schedules(dry_run_commands(tmp_path, full))
     assert schedules[("bbcsport/split1", "repset")] == (0.01, 7, None)
     assert schedules[("twitter/split4", "wsset")] == (3e-4, base["epochs"], None)
     # the transfer rows train with WSSET's schedule; every other run keeps config['train']
@@ -172,8 +174,9 @@ def test_a_methods_train_override_reaches_its_runs_only(tmp_path):
 
 
 def test_tuning_config_dry_run_lists_exactly_its_jobs(tmp_path):
-    cfg = yaml.safe_load((REPO / "config" / "wsset_tuning.yaml").read_text())
-    out = dry_run_commands(tmp_path, cfg)
+    full = yaml.safe_load((REPO / "config" / "wsset_tuning.yaml").read_text())
+    cfg = full["papers"]["wsset"]
+    out = dry_run_commands(tmp_path, full)
     tunes = {(m.group(1), m.group(2)) for m in re.finditer(r"dmlrepro tune --dataset (\w+) --method (\w+)", out)}
     tuning = cfg["tuning"]
     expected = set()
@@ -188,7 +191,7 @@ def test_tuning_config_dry_run_lists_exactly_its_jobs(tmp_path):
     # apply: true -> every Table I run of a tuned method (and the transfer rows) reads its search
     schedules = train_schedules(out)
     for (where, method), (_, _, tuned) in schedules.items():
-        assert tuned == f"results/{where.split('/')[0]}/tuning/{schedule_source(method)}.json"
+        assert tuned == f"results/wsset/{where.split('/')[0]}/tuning/{schedule_source(method)}.json"
     grid = re.search(r"--grid '(.*?)'", out).group(1)
     assert json.loads(grid) == tuning["grid"]
 
@@ -196,11 +199,13 @@ def test_tuning_config_dry_run_lists_exactly_its_jobs(tmp_path):
 def test_tuning_config_does_not_drift_from_the_default():
     """config/wsset_tuning.yaml is a whole config: the default's data, encoders, base schedule and
     scope, with the method parameters but without their tuned `train` overrides (it searches them)."""
-    tuning = yaml.safe_load((REPO / "config" / "wsset_tuning.yaml").read_text())
-    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    for key in ("data", "datasets", "methods", "method_scope", "baseline_models", "model", "train", "evaluation", "ot"):
+    tuning_all = yaml.safe_load((REPO / "config" / "wsset_tuning.yaml").read_text())
+    default_all = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert tuning_all["data"] == default_all["data"] and list(tuning_all["papers"]) == ["wsset"]  # no image paper
+    tuning, default = tuning_all["papers"]["wsset"], default_all["papers"]["wsset"]
+    for key in ("datasets", "methods", "method_scope", "baseline_models", "model", "train", "evaluation", "ot"):
         assert tuning[key] == default[key], key
     untuned = {m: {k: v for k, v in p.items() if k != "train"} for m, p in default["method_params"].items()}
     assert tuning["method_params"] == {m: p for m, p in untuned.items() if p}
     assert tuning["corpora"] == {k: v for k, v in default["corpora"].items() if k != "amazon_gallery"}
-    assert "studies" not in tuning and "papers" not in tuning and tuning["tuning"]["apply"] is True
+    assert "studies" not in tuning and tuning["tuning"]["apply"] is True

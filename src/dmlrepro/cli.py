@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     text_inputs = ("text runs: a .tsv (label<TAB>text) or .jsonl file, a folder of class folders, or one text file;"
                    " images: one image, a flat folder or class folders")
     s = sub.add_parser("embed", help="a trained run's embedding of your images or documents (docs/own-data.md)")
-    s.add_argument("--model", required=True, help="run directory (an image run, or WSSET's results/<dataset>/split<k>/<method>)")
+    s.add_argument("--model", required=True, help="run directory (an image run, or WSSET's results/wsset/<dataset>/split<k>/<method>)")
     s.add_argument("--input", required=True, help=text_inputs)
     s.add_argument("--out", required=True, help=".npy embeddings; the ids (paths) and labels go to the .json beside it")
     s.add_argument("--format", choices=("tsv", "folders", "jsonl", "file"), help="text runs: the input's format (default: by its name)")
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("search", help="each query's k nearest gallery items under a trained run (or exact WMD)")
-    s.add_argument("--model", required=True, help="run directory (an image run, or WSSET's results/<dataset>/split<k>/<method>)")
+    s.add_argument("--model", required=True, help="run directory (an image run, or WSSET's results/wsset/<dataset>/split<k>/<method>)")
     s.add_argument("--gallery", required=True, help=text_inputs)
     s.add_argument("--query", required=True)
     s.add_argument("-k", type=int, default=10)
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_emd_merge)
 
     s = sub.add_parser("report", help="one self-contained HTML page with all tables and figures")
-    s.add_argument("--tables", nargs="+", required=True)
+    s.add_argument("--tables", nargs="*", default=[], help="tables shown under their own names (WSSET's), first")
     s.add_argument("--figures", nargs="*", default=[])
     s.add_argument("--paper-outputs", nargs="*", default=[], help="tables (.md) and figures (.png) of paper packages")
     s.add_argument("--out", required=True)

@@ -1,389 +1,54 @@
-# Helpers for all stages: which datasets, splits, shards and methods the config asks for.
+# What every paper shares: the config read and validated (each paper's block by its own schema, in
+# workflow/rules/papers/<paper>_common.smk), how a job calls the package, where a configured paper's
+# rules live, and the image datasets and ImageNet weights several papers read.
 import json
 import shlex
 import sys
 from pathlib import Path
 
-SRC = Path(workflow.basedir).parent / "src"
-if str(SRC) not in sys.path:  # the catalog below says which raw files each dataset needs
-    sys.path.insert(0, str(SRC))
+import yaml
 
-from dmlrepro.data.catalog import DATASETS as CATALOG_DATASETS, RAW_FILES, STOP_WORDS_115, WORD_VECTORS, raw_files_for  # noqa: E402
-from dmlrepro.data.text_corpora import USER_FORMATS  # noqa: E402
-from dmlrepro.papers.wsset.methods import TRAINED_METHODS, method_spec, schedule_source, transfer_chain  # noqa: E402
-from dmlrepro.papers.wsset.tuning import merge_train  # noqa: E402
+SRC = Path(workflow.basedir).parent / "src"
+if str(SRC) not in sys.path:  # the rules call into the package (catalogs, method tables)
+    sys.path.insert(0, str(SRC))
 
 # Every job runs the package from this checkout: with --use-conda in the rule's env, otherwise
 # with the interpreter that runs Snakemake (the project's virtualenv), whatever PATH says.
 _USES_CONDA = "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method}
 PYTHON = "python" if _USES_CONDA else sys.executable
 DMLREPRO = f'PYTHONPATH="{SRC}${{PYTHONPATH:+:$PYTHONPATH}}" {PYTHON} -m dmlrepro'
-DATASETS = list(config["datasets"])
-# collections built (and EMD'd when needed) like datasets, never rows of the tables: Ours+Ext.'s
-# external corpus, Fig. 5's timing gallery
-CORPORA = list(config.get("corpora", {}))
-STUDIES = config.get("studies", {})
+
+
+def check_moved_keys():
+    """WSSET's keys were top level before it became a block like the other papers: name the move."""
+    schemas = Path(workflow.basedir) / "schemas"
+    shared = yaml.safe_load((schemas / "config.schema.yaml").read_text())["properties"]
+    wsset = yaml.safe_load((schemas / "papers" / "wsset.schema.yaml").read_text())["properties"]
+    for key in config:
+        if key not in shared and key in wsset:
+            raise WorkflowError(f"config: top-level '{key}' is WSSET's; move it under papers.wsset (config/README.md)")
+
+
+check_moved_keys()
+validate(config, "../schemas/config.schema.yaml")
+
 IMAGE_FOLDERS = config.get("image_folders", {})  # users' own images, by name
-TUNING = config.get("tuning", {})  # validation search of each method's lr x epochs (workflow/rules/tuning.smk)
 
 
-def check_config():
-    """What the schema cannot say: names that must refer to configured datasets or corpora."""
+def check_image_folders():
     from dmlrepro.data.images import IMAGE_DATASETS
 
     for name in IMAGE_FOLDERS:
         if name in IMAGE_DATASETS:
             raise WorkflowError(f"image_folders.{name}: the name of a catalogued dataset; choose another")
-    for name, cfg in config["datasets"].items():
-        check_dataset_source(name, cfg)
-        if cfg.get("external") and cfg["external"] not in CORPORA:
-            raise WorkflowError(f"datasets.{name}.external: '{cfg['external']}' is not a key of corpora")
-    if "ours_ext" in config["methods"]:
-        for d, _ in method_runs("ours_ext"):
-            external_corpus(d)
-    if "ours_ext" in STUDIES.get("small_data", {}).get("methods", []):
-        for d in STUDIES["small_data"]["datasets"]:
-            external_corpus(d)
-    for method, scope in config.get("method_scope", {}).items():
-        for d in scope.get("datasets", []):
-            if d not in DATASETS:
-                raise WorkflowError(f"method_scope.{method}.datasets: unknown dataset '{d}' (configured: {DATASETS})")
-    for study, cfg in STUDIES.items():
-        allowed = DATASETS + CORPORA if study == "query_time" else DATASETS
-        for d in cfg.get("datasets", []) + ([cfg["dataset"]] if "dataset" in cfg else []):
-            if d not in allowed:
-                raise WorkflowError(f"studies.{study}: unknown dataset '{d}' (configured: {allowed})")
-        if study == "query_time" and dataset_cfg(cfg["dataset"]).get("source", "text") in USER_FORMATS:
-            raise WorkflowError(f"studies.query_time.dataset: '{cfg['dataset']}' is your own corpus; Fig. 5 times"
-                                " queries on a catalogued corpus (time yours with dmlrepro search)")
-        if cfg.get("model_from", DATASETS[0]) not in DATASETS:
-            raise WorkflowError(f"studies.{study}.model_from: unknown dataset '{cfg['model_from']}' (configured: {DATASETS})")
-    for encoder, cfg in STUDIES.get("budget", {}).get("encoders", {}).items():
-        for d in (cfg or {}).get("datasets", []):
-            if d not in DATASETS:
-                raise WorkflowError(f"studies.budget.encoders.{encoder}.datasets: unknown dataset '{d}' (configured: {DATASETS})")
-    for name in CORPORA:
-        if name in DATASETS:
-            raise WorkflowError(f"corpora.{name}: the name is also a dataset; give the corpus its own key")
-    for m in TUNING.get("methods", []):
-        if m not in TRAINED_METHODS or method_spec(m).schedule_of or method_spec(m).init_from:
-            raise WorkflowError(f"tuning.methods: '{m}' is not a trained method with a schedule of its own"
-                                " (a transfer stage uses WSSET's)")
-    for d in TUNING.get("datasets", []):
-        if d not in DATASETS:
-            raise WorkflowError(f"tuning.datasets: unknown dataset '{d}' (configured: {DATASETS})")
-    for d in TUNING.get("datasets", DATASETS) if TUNING else []:
-        for k in TUNING.get("splits", [0]):
-            if k >= n_splits(d):
-                raise WorkflowError(f"tuning.splits: split {k} but datasets.{d} has {n_splits(d)}")
 
 
-PAPER_DATASETS = ("bbcsport", "twitter", "amazon", "r8", "recipe")  # the catalogued rows of Tables I/II
+check_image_folders()
 
-
-def check_dataset_source(name, cfg):
-    """A paper dataset is read from the catalog; your own corpus (tsv | folders | jsonl) from its path,
-    under a name of its own."""
-    if cfg.get("source", "text") in USER_FORMATS:
-        if not cfg.get("path"):
-            raise WorkflowError(f"datasets.{name}: source {cfg['source']} needs path: <your corpus's file or folder>")
-        if name in CATALOG_DATASETS or name in ("figures", "tables", "query_time") or name in config.get("papers", {}):
-            raise WorkflowError(f"datasets.{name}: the name of a catalogued dataset or of a results folder;"
-                                " give your own corpus another name")
-    elif name not in PAPER_DATASETS:
-        raise WorkflowError(f"datasets.{name}: not a dataset of the paper ({', '.join(PAPER_DATASETS)}); your own"
-                            f" corpus needs source: {' | '.join(USER_FORMATS)} and path (docs/own-data.md)")
-    elif cfg.get("path"):
-        raise WorkflowError(f"datasets.{name}.path: only your own corpus (source {' | '.join(USER_FORMATS)}) has a path")
-
-
-def user_corpus_inputs(cfg):
-    """What building your own corpus reads: its file or folder, the catalogued vectors and stop list
-    (fetched into resources/raw) or your own files."""
-    def own_or_raw(value):
-        return f"resources/raw/{value}" if value in RAW_FILES else value
-
-    inputs = [cfg["path"]]
-    vectors = cfg.get("vectors", "glove50_subset")
-    if vectors in WORD_VECTORS:
-        relpath = WORD_VECTORS[vectors].relpath
-        inputs += [f"resources/raw/{relpath}"] if relpath else []
-    else:
-        inputs.append(own_or_raw(vectors))
-    stop = cfg.get("stop_words", "default")
-    if stop:
-        inputs.append(own_or_raw(STOP_WORDS_115 if stop == "default" else stop))
-    return inputs
-
-
-def dataset_cfg(dataset):
-    return config["datasets"].get(dataset) or config["corpora"][dataset]
-
-
-def build_cfg(dataset):
-    """The keys that decide a dataset's pointsets and splits (others must not trigger a rebuild)."""
-    return json.dumps({k: v for k, v in dataset_cfg(dataset).items() if k not in ("external", "emd_shards")},
-                      sort_keys=True)
-
-
-def catalog_name(dataset):
-    return dataset_cfg(dataset).get("corpus", dataset)
-
-
-def n_splits(dataset):
-    return int(dataset_cfg(dataset).get("splits", {}).get("n", 5))
-
-
-def n_shards(dataset):
-    return int(dataset_cfg(dataset).get("emd_shards", config.get("ot", {}).get("default_shards", 4)))
-
-
-def raw_inputs(wildcards):
-    cfg = dataset_cfg(wildcards.dataset)
-    if cfg.get("source", "text") in USER_FORMATS:
-        return user_corpus_inputs(cfg)
-    relpaths = raw_files_for(catalog_name(wildcards.dataset), cfg.get("source", "text"),
-                             cfg.get("vectors", "glove50_subset"), cfg.get("stop_words", "default"))
-    return [f"resources/raw/{p}" for p in relpaths]
-
-
-def bert_raw_inputs(wildcards):
-    """BERT reads the dataset's raw text, whatever source the pointsets came from."""
-    if dataset_cfg(wildcards.dataset).get("source", "text") in USER_FORMATS:
-        return [dataset_cfg(wildcards.dataset)["path"]]
-    return [f"resources/raw/{p}" for p in raw_files_for(catalog_name(wildcards.dataset), "text", None, None)]
-
-
-def emd_shards(wildcards):
-    n = n_shards(wildcards.dataset)
-    return [f"results/{wildcards.dataset}/emd/shard_{s}_of_{n}.npz" for s in range(n)]
-
-
-# ------------------------------------------------------------------------ methods and runs
-def is_trained(method):
-    return method in TRAINED_METHODS
-
-
-def architecture_cfg(method):
-    arch = method_spec(method).architecture
-    if arch == "self_attention":
-        return config["model"]
-    cfg = dict(config.get("baseline_models", {}).get(arch, {}))
-    cfg.setdefault("weight_feature", config["model"].get("weight_feature", "count"))
-    return cfg
-
-
-def method_train_cfg(method):
-    """``config['train']`` with the method's ``method_params.<m>.train`` (lr, epochs) on top; a
-    transfer stage without its own takes its schedule source's (WSSET's, methods.py)."""
-    params = config.get("method_params", {})
-    own = params.get(method, {}).get("train")
-    return merge_train(config["train"], own if own is not None else params.get(schedule_source(method), {}).get("train"))
-
-
-def study_method_params(method, study):
-    # the schedule override is the trainer's train config, not one of the method's parameters
-    params = {k: v for k, v in config.get("method_params", {}).get(method, {}).items() if k != "train"}
-    if study.startswith("c"):  # Fig. 6: WSSET's c from the study's grid
-        params["c"] = float(study[1:])
-    return params
-
-
-def train_params(wildcards):
-    return json.dumps({"method_params": study_method_params(wildcards.method, wildcards.get("study", "")),
-                       "model": architecture_cfg(wildcards.method), "train": method_train_cfg(wildcards.method)},
-                      sort_keys=True)
-
-
-def schedule_overrides():
-    """Table methods whose runs do not train with ``config['train']`` as is, for the tables' notes:
-    {method: {lr, epochs}} from method_params.<m>.train, or the search's file under tuning.apply."""
-    out = {}
-    for m in config["methods"]:
-        if not is_trained(m):
-            continue
-        if any(tuned_result(d, m) for d, _ in method_runs(m)):
-            out[m] = f"validation search, results/<dataset>/tuning/{schedule_source(m)}.json"
-            continue
-        cfg = method_train_cfg(m)
-        diff = {k: cfg[k] for k in ("lr", "epochs") if cfg.get(k) != config["train"].get(k)}
-        if diff:
-            out[m] = diff
-    return out
-
-
-def tuning_runs():
-    """(dataset, method) pairs of the validation search: each tuned method on each tuning dataset
-    in its scope."""
-    for m in TUNING.get("methods", []):
-        scoped = {d for d, _ in method_runs(m)}
-        for d in TUNING.get("datasets", DATASETS):
-            if d in scoped:
-                yield d, m
-
-
-def tuning_results():
-    return [f"results/{d}/tuning/{m}.json" for d, m in tuning_runs()]
-
-
-def tuned_result(dataset, method):
-    """The search result a run reads its lr and epochs from (``tuning.apply``), or None."""
-    source = schedule_source(method)
-    if TUNING.get("apply") and (dataset, source) in set(tuning_runs()):
-        return f"results/{dataset}/tuning/{source}.json"
-    return None
-
-
-def external_corpus(dataset):
-    corpus = dataset_cfg(dataset).get("external")
-    if corpus is None:
-        raise WorkflowError(f"dataset '{dataset}': Ours+Ext. needs 'external: <corpus>' (a key of corpora)")
-    return corpus
-
-
-def run_base(wildcards):
-    study = wildcards.get("study")
-    if study:
-        return f"results/{wildcards.dataset}/{study}/split{wildcards.split}"
-    return f"results/{wildcards.dataset}/split{wildcards.split}"
-
-
-def train_inputs(wildcards):
-    """Pointsets and splits; the EMD matrix for EMD-based methods; the model a transfer stage starts from."""
-    spec = method_spec(wildcards.method)
-    inputs = {"pointsets": f"results/{wildcards.dataset}/pointsets.npz",
-              "splits": f"results/{wildcards.dataset}/splits.npz"}
-    if spec.uses_emd:
-        inputs["emd"] = f"results/{wildcards.dataset}/emd.npy"
-    if spec.init_from:
-        inputs["init"] = f"{run_base(wildcards)}/{spec.init_from}/model.pt"
-    if spec.external_init:
-        inputs["init"] = f"results/{external_corpus(wildcards.dataset)}/external_base/model.pt"
-    if tuned_result(wildcards.dataset, wildcards.method):
-        inputs["tuned"] = tuned_result(wildcards.dataset, wildcards.method)
-    return inputs
-
-
-def train_flags(wildcards, input):
-    flags = []
-    if "emd" in input.keys():
-        flags.append(f"--emd {input.emd}")
-    if "init" in input.keys():
-        flags.append(f"--init-model {input.init}")
-    if "tuned" in input.keys():
-        flags.append(f"--tuned {input.tuned}")
-    flags.append(study_flags(wildcards))
-    return " ".join(flags)
-
-
-def study_flags(wildcards):
-    """The command-line flag of a Fig. 4 run (``spc<N>``), for the trainer and for BERT alike."""
-    study = wildcards.get("study", "")
-    return f"--samples-per-class {study[3:]}" if study.startswith("spc") else ""
-
-
-def data_note(wildcards):
-    """What a row used beyond its dataset: the external corpus of Ours+Ext., the study setting."""
-    notes = []
-    method = wildcards.get("method", "bert_base")
-    if method in TRAINED_METHODS and any(method_spec(m).external_init for m in transfer_chain(method)):
-        corpus = external_corpus(wildcards.dataset)
-        cfg = dataset_cfg(corpus)
-        size = f", {cfg['max_documents']} documents" if cfg.get("max_documents") else ""
-        notes.append(f"external corpus: {catalog_name(corpus)}{size}")
-    study = wildcards.get("study", "")
-    if study.startswith("spc"):
-        notes.append(f"{study[3:]} train documents per class on average")
-    elif study.startswith("c"):
-        notes.append(f"c = {study[1:]}")
-    return "; ".join(notes)
-
-
-def recall_ks(wildcards):
-    return config["evaluation"].get("recall_ks", {}).get(wildcards.dataset, [1, 5, 10])
-
-
-def method_runs(method):
-    """(dataset, split) pairs of a Table I/II method; ``method_scope`` may restrict them."""
-    scope = config.get("method_scope", {}).get(method, {})
-    for d in scope.get("datasets", DATASETS):
-        for s in range(min(int(scope.get("splits", n_splits(d))), n_splits(d))):
-            yield d, s
-
-
-def run_dirs():
-    return [f"results/{d}/split{s}/{m}" for m in config["methods"] for d, s in method_runs(m)]
-
-
-def study_run_dirs(study):
-    """Run directories of a figure study (Fig. 4: small data; Fig. 6: c grid)."""
-    cfg = STUDIES.get(study)
-    if not cfg:
-        return []
-    if study == "small_data":
-        return [f"results/{d}/spc{n}/split{s}/{m}" for d in cfg["datasets"] for n in cfg["samples_per_class"]
-                for s in range(cfg.get("splits", 1)) for m in cfg["methods"]]
-    if study == "c_grid":
-        return [f"results/{cfg['dataset']}/c{c:g}/split{s}/wsset" for c in cfg["c"] for s in range(cfg.get("splits", 1))]
-    return []
-
-
-# ------------------------------------------------- training-budget study (papers/wsset/studies.py)
-def budget_runs():
-    from dmlrepro.papers.wsset.studies import budget_runs as runs
-
-    study = STUDIES.get("budget")
-    return runs(study, {d: n_splits(d) for d in study["datasets"]}) if study else []
-
-
-def budget_train_params(wildcards):
-    """train_params with the encoder's model overrides (by its key) and the largest budget."""
-    from dmlrepro.papers.wsset.studies import budget_train, encoder_model
-
-    params = json.loads(train_params(wildcards))
-    params["model"] = encoder_model(params["model"], STUDIES["budget"], wildcards.encoder)
-    params["train"] = budget_train(params["train"], STUDIES["budget"], wildcards.encoder, wildcards.dataset)
-    return json.dumps(params, sort_keys=True)
-
-
-def budget_manifest(wildcards=None):
-    """The budget command's --runs: each run's setting and budgets by name, not from its path."""
-    from dmlrepro.papers.wsset.studies import encoder_epochs
-
-    return json.dumps([{"dataset": r.dataset, "method": r.method, "encoder": r.encoder, "split": r.split,
-                        "budgets": encoder_epochs(STUDIES["budget"], r.encoder, r.dataset),
-                        "history": f"{r.run_dir}/history.csv", "metrics": f"{r.run_dir}/metrics.json"}
-                       for r in budget_runs()])
-
-
-def budget_wmd_metrics():
-    return sorted({f"results/{r.dataset}/split{r.split}/wmd_knn/metrics.json" for r in budget_runs()})
-
-
-def all_metrics(wildcards=None):
-    return [f"{r}/metrics.json" for r in run_dirs()]
-
-
-def study_metrics(study):
-    return [f"{r}/metrics.json" for r in study_run_dirs(study)]
-
-
-def study_figures():
-    """The figures of the studies the config asks for (Figs. 4, 5, 6)."""
-    figures = {"small_data": "results/figures/fig4_small_data.png", "c_grid": "results/figures/fig6_c_grid.png",
-               "query_time": "results/figures/fig5_query_time.png", "budget": "results/figures/budget.png"}
-    return [figures[s] for s in STUDIES if s in figures]
-
-
-def learned_run_dirs():
-    return [r for r in run_dirs() if is_trained(r.rsplit("/", 1)[1])]
-
-
-def all_curves(wildcards=None):
-    return [f"results/figures/curves/{'_'.join(run.split('/')[1:])}.png" for run in learned_run_dirs()]
-
-
-check_config()
+# What the rules of each configured paper add (workflow/rules/papers/<paper>.smk):
+PAPER_TARGETS = []  # its tables (.md) and figures (.png): default targets, in the report as "<paper>: <name>"
+REPORT = {"tables": [], "figures": [], "curves": []}  # shown in the report first, under their own names (WSSET's)
+TARGETS = []  # other default targets, not in the report (WSSET's validation-search table)
 
 
 def image_raw_inputs(dataset):

@@ -1,4 +1,5 @@
-# Stage 1: raw files (mirror or download, sha256 verified) -> pointsets + splits per dataset.
+# Inputs every paper may read: raw files (mirror or download, sha256 verified), prepared image
+# datasets, ImageNet weights.
 
 
 rule fetch_raw:
@@ -15,26 +16,6 @@ rule fetch_raw:
     shell:
         "{params.cli} fetch --relpath {wildcards.relpath:q} --dest resources/raw --mirror {params.mirror:q}"
         " {params.no_download} > {log:q} 2>&1"
-
-
-rule build_pointsets:
-    input:
-        raw_inputs,
-    output:
-        pointsets="results/{dataset}/pointsets.npz",
-        splits="results/{dataset}/splits.npz",
-    params:
-        cli=DMLREPRO,
-        cfg=lambda w: build_cfg(w.dataset),
-    log:
-        "logs/{dataset}/pointsets.log",
-    benchmark:
-        "benchmarks/logs/{dataset}/pointsets.tsv"
-    conda:
-        "../envs/data.yaml"
-    shell:
-        "{params.cli} pointsets --dataset {wildcards.dataset} --params {params.cfg:q} --raw-root resources/raw"
-        " --out-pointsets {output.pointsets} --out-splits {output.splits} > {log} 2>&1"
 
 
 rule prepare_images:

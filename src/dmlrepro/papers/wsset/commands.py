@@ -243,7 +243,7 @@ def _figures(args: argparse.Namespace) -> None:
         if len(args.history) != len(args.out or []):
             raise DmlReproError(f"figures: {len(args.history)} --history files but {len(args.out or [])} --out paths")
         for history, out in zip(args.history, args.out):
-            run = Path(history).parent  # results/<dataset>/split<k>/<method>
+            run = Path(history).parent  # results/wsset/<dataset>/split<k>/<method>
             plot_training_curve(history, out, f"{run.parts[-3]} {run.name} {run.parts[-2]}")
         return
     plot_paper_comparison(pd.read_csv(args.table1), args.comparison_out)

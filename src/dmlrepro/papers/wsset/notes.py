@@ -33,7 +33,7 @@ def protocol_notes(records: list[dict[str, Any]], config: dict[str, Any]) -> lis
     if schedules:  # method_params.<m>.train, or tuning.apply (docs/wsset.md, "Tuned schedules")
         def text(s):
             return s if isinstance(s, str) else ", ".join(f"{k} {v:g}" for k, v in sorted(s.items()))
-        notes.append("Per-method schedules chosen on validation (results/tables/tuning.md, docs/wsset.md): "
+        notes.append("Per-method schedules chosen on validation (results/wsset/tables/tuning.md, docs/wsset.md): "
                      + "; ".join(f"{method_label(m)}: {text(s)}" for m, s in schedules.items())
                      + f". Other learned rows: {train.get('epochs')} epochs, lr {train.get('lr')}.")
     notes.append("kNN accuracy: distance-weighted 10-NN (weights 1/d), gallery = the whole train part, "

@@ -1,9 +1,9 @@
 """A trained WSSET run applied to new documents: what ``dmlrepro embed`` and ``dmlrepro search`` do
 for text runs (images: :mod:`dmlrepro.evaluation.image_search`).
 
-A text run directory is ``<workdir>/results/<dataset>/[<study>/]split<k>/<method>``. Its
+A text run directory is ``<workdir>/results/wsset/<dataset>/[<study>/]split<k>/<method>``. Its
 ``model.pt`` holds the set encoder (architecture, input size, model config with the weight
-feature); the dataset's ``results/<dataset>/pointsets.npz`` records how its documents were
+feature); the dataset's ``results/wsset/<dataset>/pointsets.npz`` records how its documents were
 preprocessed (word vectors, stop list; ``meta["preprocessing"]`` for your own corpus, the catalog
 names otherwise). New documents go through exactly that preprocessing
 (:func:`dmlrepro.data.build.build_text_pointsets`: Kusner's tokenizer, the stop list, words
@@ -36,17 +36,18 @@ log = logging.getLogger(__name__)
 
 
 def _results_root(run_dir: Path) -> tuple[Path, str] | None:
-    """``(<workdir>/results, dataset)`` of a run directory under ``results/<dataset>/``, else None."""
+    """``(<workdir>/results/wsset, dataset)`` of a run directory under ``results/wsset/<dataset>/``,
+    else None."""
     parts = run_dir.resolve().parts
-    for i in range(len(parts) - 2, -1, -1):
-        if parts[i] == "results":
-            return Path(*parts[: i + 1]), parts[i + 1]
+    for i in range(len(parts) - 3, -1, -1):
+        if parts[i:i + 2] == ("results", "wsset"):
+            return Path(*parts[: i + 2]), parts[i + 2]
     return None
 
 
 def is_text_run(run_dir: str | Path) -> bool:
     """Whether ``run_dir`` is a WSSET run: a set encoder's ``model.pt`` (it records ``input_dim``),
-    or a run without a model (WMD kNN) under ``results/<dataset>/`` beside the dataset's pointsets."""
+    or a run without a model (WMD kNN) under ``results/wsset/<dataset>/`` beside the dataset's pointsets."""
     run_dir = Path(run_dir)
     model = run_dir / "model.pt"
     if model.is_file():
@@ -83,7 +84,7 @@ class TextRun:
             raise DmlReproError(f"{self.run_dir}: run directory not found")
         found = _results_root(self.run_dir)
         if found is None:
-            raise DmlReproError(f"{self.run_dir}: not a WSSET run directory (results/<dataset>/split<k>/<method>)")
+            raise DmlReproError(f"{self.run_dir}: not a WSSET run directory (results/wsset/<dataset>/split<k>/<method>)")
         results, self.dataset = found
         self.pointsets_path = results / self.dataset / "pointsets.npz"
         meta = Pointsets.load(self.pointsets_path).meta
@@ -95,7 +96,7 @@ class TextRun:
         if prep["vectors"] not in WORD_VECTORS and not Path(str(prep["vectors"])).is_absolute():
             raise DmlReproError(f"{self.pointsets_path}: word vectors '{prep['vectors']}' cannot be found again "
                                 "(rebuild the pointsets with this version)")
-        self.raw_root = Path(raw_root) if raw_root else results.parent / "resources" / "raw"
+        self.raw_root = Path(raw_root) if raw_root else results.parents[1] / "resources" / "raw"
         self.vectors = load_word_vectors(prep["vectors"], self.raw_root)
         self.stop_words, _ = _resolve_stop_words(prep["stop_words"], None, self.raw_root)
         self.preprocessing = prep

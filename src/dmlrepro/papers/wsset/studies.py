@@ -8,7 +8,7 @@ Study points are override grids in ``studies.budget`` of the config, never parse
       methods: [wsset, sset]
       splits: {bbcsport: 3, twitter: 2}  # a value, or one per dataset
       epochs: {bbcsport: [5, 25, 100], twitter: [5, 25]}   # the budgets; one run of the largest gives them all
-      encoders:                        # a run directory is named by the key: results/<d>/budget/<key>/split<k>/<m>/
+      encoders:                        # a run directory is named by the key: results/wsset/<d>/budget/<key>/split<k>/<m>/
         small: {}                      # the config's `model` as it is
         paper: {model: {layers: 5, ff_dim: 1000, head_dims: [512, 256, 64]},
                 datasets: [bbcsport], methods: [wsset], splits: 2, epochs: [5, 10]}   # per-encoder restrictions
@@ -73,7 +73,7 @@ class BudgetRun:
 
     @property
     def run_dir(self) -> str:
-        return f"results/{self.dataset}/{STUDY}/{self.encoder}/split{self.split}/{self.method}"
+        return f"results/wsset/{self.dataset}/{STUDY}/{self.encoder}/split{self.split}/{self.method}"
 
 
 def _encoder_cfg(study: dict[str, Any], encoder: str) -> dict[str, Any]:

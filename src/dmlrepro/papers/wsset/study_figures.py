@@ -1,7 +1,7 @@
 """Figures 4 and 6 of WSSET: the small-data study and the c grid, each with its summary table.
 
 Both read the per-run ``metrics.json`` of a study. The run's setting is in its path,
-``results/<dataset>/<study>/split<k>/<method>/metrics.json`` with ``<study>`` = ``spc<N>``
+``results/wsset/<dataset>/<study>/split<k>/<method>/metrics.json`` with ``<study>`` = ``spc<N>``
 (Fig. 4: N train documents per class on average) or ``c<X>`` (Fig. 6: WSSET's weight scale).
 """
 

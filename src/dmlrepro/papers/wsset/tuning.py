@@ -128,7 +128,7 @@ def run_search(ps, splits, emd, method: str, method_params: dict[str, Any], mode
 
 
 def read_chosen(path: str | Path) -> dict[str, Any]:
-    """The ``{lr, epochs}`` a search chose (``results/<dataset>/tuning/<method>.json``)."""
+    """The ``{lr, epochs}`` a search chose (``results/wsset/<dataset>/tuning/<method>.json``)."""
     import json
     path = Path(path)
     if not path.exists():

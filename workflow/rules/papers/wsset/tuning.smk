@@ -9,11 +9,11 @@
 
 rule tune_method:
     input:
-        pointsets="results/{dataset}/pointsets.npz",
-        splits="results/{dataset}/splits.npz",
-        emd=lambda w: f"results/{w.dataset}/emd.npy" if method_spec(w.method).uses_emd else [],
+        pointsets="results/wsset/{dataset}/pointsets.npz",
+        splits="results/wsset/{dataset}/splits.npz",
+        emd=lambda w: f"results/wsset/{w.dataset}/emd.npy" if method_spec(w.method).uses_emd else [],
     output:
-        "results/{dataset}/tuning/{method}.json",
+        "results/wsset/{dataset}/tuning/{method}.json",
     wildcard_constraints:
         method="|".join(TRAINED_METHODS),
     params:
@@ -21,20 +21,20 @@ rule tune_method:
         cfg=lambda w: json.dumps({"method_params": study_method_params(w.method, ""),
                                   "model": architecture_cfg(w.method), "train": method_train_cfg(w.method)},
                                  sort_keys=True),
-        grid=json.dumps(TUNING.get("grid", {}), sort_keys=True),
-        splits=" ".join(str(k) for k in TUNING.get("splits", [0])),
+        grid=json.dumps(WSSET_TUNING.get("grid", {}), sort_keys=True),
+        splits=" ".join(str(k) for k in WSSET_TUNING.get("splits", [0])),
         emd=lambda w, input: f"--emd {input.emd}" if input.emd else "",
-        work_dir=lambda w: f"results/{w.dataset}/tuning/{w.method}",
-    threads: config["train"].get("threads", 1)
+        work_dir=lambda w: f"results/wsset/{w.dataset}/tuning/{w.method}",
+    threads: WSSET["train"].get("threads", 1)
     resources:
-        gpu=lambda w: 1 if config["train"].get("device", "cpu") != "cpu" else 0,
+        gpu=lambda w: 1 if WSSET["train"].get("device", "cpu") != "cpu" else 0,
         runtime=1440,
     log:
         "logs/{dataset}/tuning/{method}.log",
     benchmark:
         "benchmarks/logs/{dataset}/tuning/{method}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../../../envs/train.yaml"
     shell:
         "{params.cli} tune --dataset {wildcards.dataset} --method {wildcards.method}"
         " --pointsets {input.pointsets} --splits {input.splits} {params.emd} --tuning-splits {params.splits}"
@@ -46,12 +46,12 @@ rule tuning_table:
     input:
         tuning_results(),
     output:
-        "results/tables/tuning.md",
+        "results/wsset/tables/tuning.md",
     params:
         cli=DMLREPRO,
     log:
         "logs/report/tuning.log",
     conda:
-        "../envs/report.yaml"
+        "../../../envs/report.yaml"
     shell:
         "{params.cli} tuning-table --results {input} --out {output} > {log} 2>&1"

@@ -7,10 +7,10 @@ rule train_embedder:
     input:
         unpack(train_inputs),
     output:
-        model="results/{dataset}/split{split}/{method}/model.pt",
-        history="results/{dataset}/split{split}/{method}/history.csv",
-        embeddings="results/{dataset}/split{split}/{method}/embeddings.npy",
-        metrics="results/{dataset}/split{split}/{method}/metrics.json",
+        model="results/wsset/{dataset}/split{split}/{method}/model.pt",
+        history="results/wsset/{dataset}/split{split}/{method}/history.csv",
+        embeddings="results/wsset/{dataset}/split{split}/{method}/embeddings.npy",
+        metrics="results/wsset/{dataset}/split{split}/{method}/metrics.json",
     wildcard_constraints:
         method="|".join(TRAINED_METHODS),
     params:
@@ -19,18 +19,18 @@ rule train_embedder:
         flags=train_flags,
         out_dir=subpath(output.model, parent=True),
         ks=recall_ks,
-        knn_k=config["evaluation"].get("knn_k", 10),
+        knn_k=WSSET["evaluation"].get("knn_k", 10),
         data_note=data_note,
-    threads: config["train"].get("threads", 1)
+    threads: WSSET["train"].get("threads", 1)
     resources:
-        gpu=lambda w: 1 if config["train"].get("device", "cpu") != "cpu" else 0,
+        gpu=lambda w: 1 if WSSET["train"].get("device", "cpu") != "cpu" else 0,
         runtime=1440,
     log:
         "logs/{dataset}/split{split}/{method}/train.log",
     benchmark:
         "benchmarks/logs/{dataset}/split{split}/{method}/train.tsv"
     conda:
-        "../envs/train.yaml"
+        "../../../envs/train.yaml"
     shell:
         "{params.cli} train --dataset {wildcards.dataset} --method {wildcards.method} --split {wildcards.split}"
         " --pointsets {input.pointsets} --splits {input.splits} {params.flags} --params {params.cfg:q}"
@@ -41,10 +41,10 @@ rule train_embedder:
 # Figure studies: the same training on a smaller train set (spc<N>, Fig. 4) or with another c (c<X>, Fig. 6)
 use rule train_embedder as train_study_embedder with:
     output:
-        model="results/{dataset}/{study}/split{split}/{method}/model.pt",
-        history="results/{dataset}/{study}/split{split}/{method}/history.csv",
-        embeddings="results/{dataset}/{study}/split{split}/{method}/embeddings.npy",
-        metrics="results/{dataset}/{study}/split{split}/{method}/metrics.json",
+        model="results/wsset/{dataset}/{study}/split{split}/{method}/model.pt",
+        history="results/wsset/{dataset}/{study}/split{split}/{method}/history.csv",
+        embeddings="results/wsset/{dataset}/{study}/split{split}/{method}/embeddings.npy",
+        metrics="results/wsset/{dataset}/{study}/split{split}/{method}/metrics.json",
     wildcard_constraints:
         method="|".join(TRAINED_METHODS),
         study=r"spc\d+|c[0-9.]+",
@@ -58,20 +58,20 @@ use rule train_embedder as train_study_embedder with:
 # encoder's model overrides looked up by its key, the test accuracy of every epoch recorded
 use rule train_embedder as train_budget_embedder with:
     output:
-        model="results/{dataset}/budget/{encoder}/split{split}/{method}/model.pt",
-        history="results/{dataset}/budget/{encoder}/split{split}/{method}/history.csv",
-        embeddings="results/{dataset}/budget/{encoder}/split{split}/{method}/embeddings.npy",
-        metrics="results/{dataset}/budget/{encoder}/split{split}/{method}/metrics.json",
+        model="results/wsset/{dataset}/budget/{encoder}/split{split}/{method}/model.pt",
+        history="results/wsset/{dataset}/budget/{encoder}/split{split}/{method}/history.csv",
+        embeddings="results/wsset/{dataset}/budget/{encoder}/split{split}/{method}/embeddings.npy",
+        metrics="results/wsset/{dataset}/budget/{encoder}/split{split}/{method}/metrics.json",
     wildcard_constraints:
         method="|".join(TRAINED_METHODS),
-        encoder="|".join(STUDIES.get("budget", {}).get("encoders", {})) or "no-budget-study",
+        encoder="|".join(WSSET_STUDIES.get("budget", {}).get("encoders", {})) or "no-budget-study",
     params:
         cli=DMLREPRO,
         cfg=budget_train_params,
         flags=train_flags,
         out_dir=subpath(output.model, parent=True),
         ks=recall_ks,
-        knn_k=config["evaluation"].get("knn_k", 10),
+        knn_k=WSSET["evaluation"].get("knn_k", 10),
         data_note=lambda w: f"budget study, encoder {w.encoder}",
     log:
         "logs/{dataset}/budget/{encoder}/split{split}/{method}/train.log",
@@ -82,29 +82,29 @@ use rule train_embedder as train_budget_embedder with:
 # Ours+Ext. step 1: WSSET on every document of an unlabelled external corpus (no selection)
 rule train_external_base:
     input:
-        pointsets="results/{corpus}/pointsets.npz",
-        emd="results/{corpus}/emd.npy",
+        pointsets="results/wsset/{corpus}/pointsets.npz",
+        emd="results/wsset/{corpus}/emd.npy",
     output:
-        model="results/{corpus}/external_base/model.pt",
-        history="results/{corpus}/external_base/history.csv",
-        embeddings="results/{corpus}/external_base/embeddings.npy",
+        model="results/wsset/{corpus}/external_base/model.pt",
+        history="results/wsset/{corpus}/external_base/history.csv",
+        embeddings="results/wsset/{corpus}/external_base/embeddings.npy",
     wildcard_constraints:
-        corpus="|".join(CORPORA) or "no-external-corpus",
+        corpus="|".join(WSSET_CORPORA) or "no-external-corpus",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: json.dumps({"method_params": study_method_params("wsset", ""), "model": config["model"],
+        cfg=lambda w: json.dumps({"method_params": study_method_params("wsset", ""), "model": WSSET["model"],
                                   "train": method_train_cfg("wsset_ext")}, sort_keys=True),
         out_dir=subpath(output.model, parent=True),
-    threads: config["train"].get("threads", 1)
+    threads: WSSET["train"].get("threads", 1)
     resources:
-        gpu=lambda w: 1 if config["train"].get("device", "cpu") != "cpu" else 0,
+        gpu=lambda w: 1 if WSSET["train"].get("device", "cpu") != "cpu" else 0,
         runtime=1440,
     log:
         "logs/{corpus}/external_base/train.log",
     benchmark:
         "benchmarks/logs/{corpus}/external_base/train.tsv"
     conda:
-        "../envs/train.yaml"
+        "../../../envs/train.yaml"
     shell:
         "{params.cli} train --dataset {wildcards.corpus} --method wsset --all-documents"
         " --pointsets {input.pointsets} --emd {input.emd} --params {params.cfg:q}"
@@ -116,23 +116,23 @@ rule train_external_base:
 rule bert_finetune:
     input:
         raw=bert_raw_inputs,
-        pointsets="results/{dataset}/pointsets.npz",
-        splits="results/{dataset}/splits.npz",
+        pointsets="results/wsset/{dataset}/pointsets.npz",
+        splits="results/wsset/{dataset}/splits.npz",
     output:
-        embeddings="results/{dataset}/split{split}/bert_base/embeddings.npy",
-        history="results/{dataset}/split{split}/bert_base/history.csv",
-        metrics="results/{dataset}/split{split}/bert_base/metrics.json",
+        embeddings="results/wsset/{dataset}/split{split}/bert_base/embeddings.npy",
+        history="results/wsset/{dataset}/split{split}/bert_base/history.csv",
+        metrics="results/wsset/{dataset}/split{split}/bert_base/metrics.json",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: json.dumps(config.get("bert", {}), sort_keys=True),
+        cfg=lambda w: json.dumps(WSSET.get("bert", {}), sort_keys=True),
         split_cfg=lambda w: json.dumps(dataset_cfg(w.dataset).get("splits", {}), sort_keys=True),
         corpus=lambda w: catalog_name(w.dataset),
         out_dir=subpath(output.embeddings, parent=True),
         ks=recall_ks,
-        knn_k=config["evaluation"].get("knn_k", 10),
+        knn_k=WSSET["evaluation"].get("knn_k", 10),
         flags=study_flags,
         data_note=data_note,
-    threads: config["train"].get("threads", 1)
+    threads: WSSET["train"].get("threads", 1)
     resources:
         gpu=1,
         runtime=720,
@@ -141,7 +141,7 @@ rule bert_finetune:
     benchmark:
         "benchmarks/logs/{dataset}/split{split}/bert_base/train.tsv"
     conda:
-        "../envs/bert.yaml"
+        "../../../envs/bert.yaml"
     shell:
         "{params.cli} bert --dataset {wildcards.dataset} --corpus {params.corpus} --split {wildcards.split}"
         " --raw-root resources/raw --pointsets {input.pointsets} --splits {input.splits}"
@@ -153,9 +153,9 @@ rule bert_finetune:
 # Fig. 4's dashed language-model line: BERT fine-tuned on the same small-data subsample
 use rule bert_finetune as bert_study_finetune with:
     output:
-        embeddings="results/{dataset}/{study}/split{split}/bert_base/embeddings.npy",
-        history="results/{dataset}/{study}/split{split}/bert_base/history.csv",
-        metrics="results/{dataset}/{study}/split{split}/bert_base/metrics.json",
+        embeddings="results/wsset/{dataset}/{study}/split{split}/bert_base/embeddings.npy",
+        history="results/wsset/{dataset}/{study}/split{split}/bert_base/history.csv",
+        metrics="results/wsset/{dataset}/{study}/split{split}/bert_base/metrics.json",
     wildcard_constraints:
         study=r"spc\d+",
     log:

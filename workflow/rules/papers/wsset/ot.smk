@@ -3,25 +3,25 @@
 
 rule emd_shard:
     input:
-        "results/{dataset}/pointsets.npz",
+        "results/wsset/{dataset}/pointsets.npz",
     output:
-        "results/{dataset}/emd/shard_{shard}_of_{n}.npz",
+        "results/wsset/{dataset}/emd/shard_{shard}_of_{n}.npz",
     params:
         cli=DMLREPRO,
-        checkpoint_seconds=config.get("ot", {}).get("checkpoint_seconds", 60),
-        engine=config.get("ot", {}).get("engine", "exact"),
-        sinkhorn=json.dumps(config.get("ot", {}).get("sinkhorn", {}), sort_keys=True),
-        device=config.get("ot", {}).get("device", "cpu"),
+        checkpoint_seconds=WSSET.get("ot", {}).get("checkpoint_seconds", 60),
+        engine=WSSET.get("ot", {}).get("engine", "exact"),
+        sinkhorn=json.dumps(WSSET.get("ot", {}).get("sinkhorn", {}), sort_keys=True),
+        device=WSSET.get("ot", {}).get("device", "cpu"),
     log:
         "logs/{dataset}/emd/shard_{shard}_of_{n}.log",
     benchmark:
         "benchmarks/logs/{dataset}/emd_shard_{shard}_of_{n}.tsv"
-    threads: config.get("ot", {}).get("threads", 1)
+    threads: WSSET.get("ot", {}).get("threads", 1)
     resources:
         runtime=240,
-        gpu=lambda w: 1 if config.get("ot", {}).get("device", "cpu") not in ("cpu", "auto") else 0,
+        gpu=lambda w: 1 if WSSET.get("ot", {}).get("device", "cpu") not in ("cpu", "auto") else 0,
     conda:
-        "../envs/ot.yaml"
+        "../../../envs/ot.yaml"
     shell:
         # torch reads OMP_WAIT_POLICY at start: spinning OpenMP threads made CPU Sinkhorn crawl
         "OMP_WAIT_POLICY=PASSIVE {params.cli} emd-shard --pointsets {input} --shard {wildcards.shard}"
@@ -34,13 +34,13 @@ rule merge_emd:
     input:
         emd_shards,
     output:
-        emd="results/{dataset}/emd.npy",
-        rwmd="results/{dataset}/rwmd.npy",
+        emd="results/wsset/{dataset}/emd.npy",
+        rwmd="results/wsset/{dataset}/rwmd.npy",
     params:
         cli=DMLREPRO,
     log:
         "logs/{dataset}/emd_merge.log",
     conda:
-        "../envs/ot.yaml"
+        "../../../envs/ot.yaml"
     shell:
         "{params.cli} emd-merge --shards {input} --emd-out {output.emd} --rwmd-out {output.rwmd} > {log} 2>&1"
