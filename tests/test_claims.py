@@ -142,8 +142,10 @@ def test_results_frame_write_claims_and_command_line(tmp_path):
     r = tmp_path / "results"
     runs = [_metric(r / f"bbcsport/split{s}/{m}/metrics.json", dataset="bbcsport", method=m, split=s, knn_accuracy=acc)
             for m, accs in (("wsset", (96.0, 97.0)), ("wmd_knn", (90.0, 91.0))) for s, acc in enumerate(accs)]
-    study = [_metric(r / f"twitter/spc{n}/split0/{m}/metrics.json", dataset="twitter", method=m, split=0, knn_accuracy=a)
-             for n, m, a in ((10, "ours_int", 70.0), (10, "selfattn_tl", 60.0))]
+    # a study point's setting comes with the run (the workflow's manifest), whatever its directory is called
+    study = [{"point": "few", "setting": 10, "metrics": str(_metric(r / f"twitter/few/split0/{m}/metrics.json",
+                                                                     dataset="twitter", method=m, split=0, knn_accuracy=a))}
+             for m, a in (("ours_int", 70.0), ("selfattn_tl", 60.0))]
     frame = results_frame(runs, {"small_data": study, "c_grid": []})
     assert list(frame.columns) == list(RESULT_COLUMNS) and len(frame) == 4 * 3 + 2 * 3
     assert set(frame.loc[frame["study"] == "small_data", "setting"]) == {10.0}
@@ -151,7 +153,7 @@ def test_results_frame_write_claims_and_command_line(tmp_path):
 
     out_csv, out_md = tmp_path / "t" / "claims.csv", tmp_path / "t" / "claims.md"
     from dmlrepro.cli import main
-    assert main(["claims", "--metrics", *map(str, runs), "--small-data", *map(str, study), "--csv-out", str(out_csv),
+    assert main(["claims", "--metrics", *map(str, runs), "--small-data-runs", json.dumps(study), "--csv-out", str(out_csv),
                  "--md-out", str(out_md)]) == 0
     claims = pd.read_csv(out_csv)
     row = claims[claims["id"] == "T1-ours>wmd-bbcsport"].iloc[0]
@@ -166,6 +168,8 @@ def test_results_frame_write_claims_and_command_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     assert main(["claims", "--metrics", str(bad), "--csv-out", str(out_csv), "--md-out", str(out_md)]) == 2
+    no_setting = json.dumps([{"point": "few", "metrics": study[0]["metrics"]}])
+    assert main(["claims", "--small-data-runs", no_setting, "--csv-out", str(out_csv), "--md-out", str(out_md)]) == 2
 
 
 def test_write_claims_without_any_run(tmp_path):
@@ -227,3 +231,22 @@ def test_figure_captions_come_from_the_claims_list():
     assert all(t in PAPER_CLAIMS["small_data"] for t in fig4)
     assert QUERY_TIME_CLAIM in PAPER_CLAIMS["query_time"] and "905.9" in PAPER_CLAIMS["query_time"]
     assert next(c.text for c in CLAIMS if c.reads == "Fig. 6") in PAPER_CLAIMS["c_grid"]
+
+
+def test_study_command_reads_each_points_setting_from_its_manifest(tmp_path):
+    """Fig. 6's summary and figure: the setting (c) of each run is the manifest's, looked up by the
+    workflow from the point's key; the directory names carry nothing."""
+    from dmlrepro.cli import main
+    runs = [{"point": key, "setting": c, "metrics": str(_metric(tmp_path / f"twitter/{key}/split{s}/wsset/metrics.json",
+                                                                dataset="twitter", method="wsset", split=s,
+                                                                knn_accuracy=50.0 + s, recall_at={"3": c + s}))}
+            for key, c in (("small_c", 7), ("large_c", 30)) for s in range(2)]
+    out = tmp_path / "fig6.csv"
+    assert main(["study", "--kind", "c_grid", "--runs", json.dumps(runs), "--summary-out", str(out),
+                 "--figure-out", str(tmp_path / "fig6.png")]) == 0
+    summary = pd.read_csv(out)
+    r3 = summary[summary["metric"] == "R@3"].set_index("setting")
+    assert r3.loc[7.0, "mean"] == 7.5 and r3.loc[30.0, "mean"] == 30.5 and set(r3["n_splits"]) == {2}
+    assert (tmp_path / "fig6.png").stat().st_size > 1000
+    assert main(["study", "--kind", "c_grid", "--runs", '{"not": "a list"}', "--summary-out", str(out),
+                 "--figure-out", str(tmp_path / "fig6.png")]) == 2

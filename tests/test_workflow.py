@@ -184,15 +184,15 @@ def expected_training_runs(cfg: dict) -> tuple[set[str], set[str]]:
             for split in range(scope.get("splits", cfg["datasets"][ds]["splits"]["n"])):
                 runs |= {f"results/wsset/{ds}/split{split}/{m}" for m in transfer_chain(method)}
     small = cfg.get("studies", {}).get("small_data")
-    if small:
+    if small:  # a study point's runs live in the directory named by its key
         for ds in small["datasets"]:
-            for n in small["samples_per_class"]:
+            for point in small["points"]:
                 for split in range(small.get("splits", 1)):
-                    studies |= {f"results/wsset/{ds}/spc{n}/split{split}/{m}" for method in small["methods"]
+                    studies |= {f"results/wsset/{ds}/{point}/split{split}/{m}" for method in small["methods"]
                                 if method in TRAINED_METHODS for m in transfer_chain(method)}
     grid = cfg.get("studies", {}).get("c_grid")
     if grid:
-        studies |= {f"results/wsset/{grid['dataset']}/c{c:g}/split{s}/wsset" for c in grid["c"]
+        studies |= {f"results/wsset/{grid['dataset']}/{point}/split{s}/wsset" for point in grid["points"]
                     for s in range(grid.get("splits", 1))}
     return runs, studies
 
@@ -214,7 +214,7 @@ def test_paper_config_builds_the_full_dag(tmp_path):
                                       if "emd_shards" in d)
     assert counts["bert_finetune"] == 3 * 5  # not on Recipe (no raw text)
     small = wsset["studies"]["small_data"]  # Fig. 4's dashed BERT line on the same subsamples
-    assert counts["bert_study_finetune"] == len(small["datasets"]) * len(small["samples_per_class"]) * small["splits"]
+    assert counts["bert_study_finetune"] == len(small["datasets"]) * len(small["points"]) * small["splits"]
     assert "results/wsset/twitter/spc10/split4/bert_base/metrics.json" in res.stdout
     for run in runs | studies:
         assert f"{run}/model.pt" in res.stdout, run
@@ -312,10 +312,28 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
         assert f"{run}/metrics.json" in res.stdout, run
     for fig in ("fig4_small_data", "fig5_query_time", "fig6_c_grid"):
         assert f"results/wsset/figures/{fig}.png" in res.stdout
-    # the claims step reads every Table I/II run and the Fig. 4/6 study runs
+    # the claims step reads every Table I/II run and the Fig. 4/6 study runs, each study run with its
+    # point's setting looked up by key in the config (the manifest), nothing parsed from its path
+    wsset = cfg["papers"]["wsset"]
     claims_job = res.stdout.split("rule claims:", 1)[1].split("\n\n", 1)[0]
-    assert "results/wsset/tables/claims.md" in claims_job and "--small-data results/wsset/bbcsport/spc10/split0/" in claims_job
-    assert "--c-grid results/wsset/twitter/c1/split0/wsset/metrics.json" in claims_job
+    assert "results/wsset/tables/claims.md" in claims_job
+    manifests = {name: json.loads(m) for name, m in re.findall(r"--(small-data|c-grid)-runs '(\[.*?\])'", claims_job)}
+    small, grid = wsset["studies"]["small_data"], wsset["studies"]["c_grid"]
+    assert {(r["point"], r["setting"]) for r in manifests["small-data"]} == {
+        (p, v["samples_per_class"]) for p, v in small["points"].items()}
+    assert {(r["point"], r["setting"]) for r in manifests["c-grid"]} == {(p, v["c"]) for p, v in grid["points"].items()}
+    assert [r["metrics"] for r in manifests["small-data"]] == [
+        f"results/wsset/{d}/{p}/split{s}/{m}/metrics.json" for d in small["datasets"] for p in small["points"]
+        for s in range(small["splits"]) for m in small["methods"]]
+    assert {r["metrics"] for r in manifests["c-grid"]} <= {f"{run}/metrics.json" for run in studies}
+    for r in manifests["small-data"]:  # the trainer and the data note read the same setting
+        job = next(j for j in res.stdout.split("rule train_study_embedder:")[1:]
+                   if r["metrics"] in j.split("\n\n", 1)[0])
+        assert f"--samples-per-class {r['setting']} " in job
+        assert f"{r['setting']} train documents per class on average'" in job
+    c7 = next(j for j in res.stdout.split("rule train_study_embedder:")[1:]
+              if "results/wsset/twitter/c7/split0/wsset/model.pt" in j.split("\n\n", 1)[0])
+    assert '"c": 7.0' in c7 and "c = 7" in c7
     # paper 004 on the stand-ins: 7 rows x 3 seeds x {Fashion-MNIST, MNIST}; Fashion-MNIST from the image
     # foundation's pretrained LeNet and Initial rows (one pretraining), MNIST from its own (Fashion-MNIST)
     # ... each seed's seven rows in one job (batch_rows), each row with its own --out-dir and log
@@ -396,7 +414,11 @@ def write_config(path: Path, wsset: dict | None = None, **top) -> Path:
     ({"baseline_models": {"deepsets": {"phi_dim": [8]}}}, "phi_dim"),
     ({"method_scope": {"wsset": {"datasets": ["twiter"]}}}, "twiter"),
     ({"datasets": {"bbcsport": {"source": "text", "external": "nowhere"}}}, "nowhere"),
-    ({"studies": {"c_grid": {"dataset": "recipe", "c": [7]}}}, "recipe"),
+    ({"studies": {"c_grid": {"dataset": "recipe", "points": {"c7": {"c": 7}}}}}, "recipe"),
+    ({"studies": {"c_grid": {"dataset": "bbcsport", "points": {"split0": {"c": 7}}}}}, "split0"),
+    ({"studies": {"c_grid": {"dataset": "bbcsport", "points": {"c7": {"c": 7}}},
+                  "small_data": {"datasets": ["bbcsport"], "methods": ["wsset"],
+                                 "points": {"c7": {"samples_per_class": 5}}}}}, "['c7'] in both"),
     ({"ot": {"engine": "sinkhorm"}}, "sinkhorm"),
     ({"ot": {"engine": "sinkhorn", "sinkhorn": {"regularisation": 0.1}}}, "regularisation"),
     ({"datasets": {"bbcsprot": {}}}, "bbcsprot"),
@@ -482,8 +504,9 @@ TINY_WSSET = {
     "train": {"epochs": 2, "batch_size": 16, "lr": 1.0e-3, "knn_k": 3, "device": "cpu", "threads": 1},
     "evaluation": {"knn_k": 3, "recall_ks": {"bbcsport": [5, 15], "twitter": [3, 6]}},
     "studies": {
-        "small_data": {"datasets": ["twitter"], "samples_per_class": [6], "methods": ["selfattn_tl", "ours_int"]},
-        "c_grid": {"dataset": "twitter", "c": [7, 30]},
+        "small_data": {"datasets": ["twitter"], "points": {"spc6": {"samples_per_class": 6}},
+                       "methods": ["selfattn_tl", "ours_int"]},
+        "c_grid": {"dataset": "twitter", "points": {"c7": {"c": 7}, "c30": {"c": 30}}},
         "query_time": {"dataset": "gallery", "model_from": "bbcsport", "n_queries": 2},
     },
 }

@@ -1,6 +1,8 @@
 # papers.wsset: config access and the paths WSSET's rules read and write (functions only). Its
 # outputs live under results/wsset/: <dataset>/{pointsets,splits}.npz, emd.npy, split<k>/<method>/,
 # the figure studies' runs, tables/, figures/, query_time/.
+import re
+
 from dmlrepro.data.catalog import DATASETS as CATALOG_DATASETS, RAW_FILES, STOP_WORDS_115, WORD_VECTORS, raw_files_for
 from dmlrepro.data.text_corpora import USER_FORMATS
 from dmlrepro.papers.wsset.methods import TRAINED_METHODS, method_spec, schedule_source, transfer_chain
@@ -44,6 +46,10 @@ def check_wsset_config():
                                 " queries on a catalogued corpus (time yours with dmlrepro search)")
         if cfg.get("model_from", WSSET_DATASETS[0]) not in WSSET_DATASETS:
             raise WorkflowError(f"papers.wsset.studies.{study}.model_from: unknown dataset '{cfg['model_from']}' (configured: {WSSET_DATASETS})")
+    shared = set(study_points("small_data")) & set(study_points("c_grid"))
+    if shared:
+        raise WorkflowError(f"papers.wsset.studies: point key(s) {sorted(shared)} in both small_data.points and"
+                            " c_grid.points; a key names one run directory, give each its own")
     for encoder, cfg in WSSET_STUDIES.get("budget", {}).get("encoders", {}).items():
         for d in (cfg or {}).get("datasets", []):
             if d not in WSSET_DATASETS:
@@ -167,16 +173,17 @@ def method_train_cfg(method):
     return merge_train(WSSET["train"], own if own is not None else params.get(schedule_source(method), {}).get("train"))
 
 
-def study_method_params(method, study):
+def study_method_params(method, point=""):
+    """The method's parameters; at a Fig. 6 point, WSSET's c is the point's."""
     # the schedule override is the trainer's train config, not one of the method's parameters
     params = {k: v for k, v in WSSET.get("method_params", {}).get(method, {}).items() if k != "train"}
-    if study.startswith("c"):  # Fig. 6: WSSET's c from the study's grid
-        params["c"] = float(study[1:])
+    if point and point_study(point) == "c_grid":
+        params["c"] = float(point_setting(point))
     return params
 
 
 def train_params(wildcards):
-    return json.dumps({"method_params": study_method_params(wildcards.method, wildcards.get("study", "")),
+    return json.dumps({"method_params": study_method_params(wildcards.method, wildcards.get("point", "")),
                        "model": architecture_cfg(wildcards.method), "train": method_train_cfg(wildcards.method)},
                       sort_keys=True)
 
@@ -228,9 +235,9 @@ def external_corpus(dataset):
 
 
 def run_base(wildcards):
-    study = wildcards.get("study")
-    if study:
-        return f"results/wsset/{wildcards.dataset}/{study}/split{wildcards.split}"
+    point = wildcards.get("point")
+    if point:
+        return f"results/wsset/{wildcards.dataset}/{point}/split{wildcards.split}"
     return f"results/wsset/{wildcards.dataset}/split{wildcards.split}"
 
 
@@ -263,9 +270,9 @@ def train_flags(wildcards, input):
 
 
 def study_flags(wildcards):
-    """The command-line flag of a Fig. 4 run (``spc<N>``), for the trainer and for BERT alike."""
-    study = wildcards.get("study", "")
-    return f"--samples-per-class {study[3:]}" if study.startswith("spc") else ""
+    """The command-line flag of a Fig. 4 point (its samples per class), for the trainer and for BERT alike."""
+    point = wildcards.get("point", "")
+    return f"--samples-per-class {point_setting(point)}" if point and point_study(point) == "small_data" else ""
 
 
 def data_note(wildcards):
@@ -277,11 +284,11 @@ def data_note(wildcards):
         cfg = dataset_cfg(corpus)
         size = f", {cfg['max_documents']} documents" if cfg.get("max_documents") else ""
         notes.append(f"external corpus: {catalog_name(corpus)}{size}")
-    study = wildcards.get("study", "")
-    if study.startswith("spc"):
-        notes.append(f"{study[3:]} train documents per class on average")
-    elif study.startswith("c"):
-        notes.append(f"c = {study[1:]}")
+    point = wildcards.get("point", "")
+    if point and point_study(point) == "small_data":
+        notes.append(f"{point_setting(point)} train documents per class on average")
+    elif point:
+        notes.append(f"c = {point_setting(point):g}")
     return "; ".join(notes)
 
 
@@ -301,17 +308,52 @@ def run_dirs():
     return [f"results/wsset/{d}/split{s}/{m}" for m in WSSET["methods"] for d, s in method_runs(m)]
 
 
-def study_run_dirs(study):
-    """Run directories of a figure study (Fig. 4: small data; Fig. 6: c grid)."""
+# ------------------------------------------ figure studies (Figs. 4 and 6): override grids by key
+# studies.<study>.points maps a key (the name of the point's run directory) to its setting; a
+# point's setting is looked up by its key, never parsed from a path.
+STUDY_SETTING = {"small_data": "samples_per_class", "c_grid": "c"}  # the x axis of Figs. 4 and 6
+
+
+def study_points(study):
+    return (WSSET_STUDIES.get(study) or {}).get("points", {})
+
+
+def point_study(point):
+    """The figure study whose grid holds ``point``."""
+    for study in STUDY_SETTING:
+        if point in study_points(study):
+            return study
+    raise WorkflowError(f"papers.wsset.studies: no study point '{point}' (small_data.points, c_grid.points)")
+
+
+def point_setting(point):
+    """A study point's setting (samples per class, or c), by its key."""
+    study = point_study(point)
+    return study_points(study)[point][STUDY_SETTING[study]]
+
+
+def point_pattern(*studies):
+    """The `point` wildcard of these studies' runs: exactly their keys."""
+    return "|".join(re.escape(p) for study in studies for p in study_points(study)) or "no-study-point"
+
+
+def study_runs(study):
+    """(point, run directory) of a figure study's runs (Fig. 4: small data; Fig. 6: c grid)."""
     cfg = WSSET_STUDIES.get(study)
-    if not cfg:
+    if not cfg or study not in STUDY_SETTING:
         return []
     if study == "small_data":
-        return [f"results/wsset/{d}/spc{n}/split{s}/{m}" for d in cfg["datasets"] for n in cfg["samples_per_class"]
+        return [(p, f"results/wsset/{d}/{p}/split{s}/{m}") for d in cfg["datasets"] for p in cfg["points"]
                 for s in range(cfg.get("splits", 1)) for m in cfg["methods"]]
-    if study == "c_grid":
-        return [f"results/wsset/{cfg['dataset']}/c{c:g}/split{s}/wsset" for c in cfg["c"] for s in range(cfg.get("splits", 1))]
-    return []
+    return [(p, f"results/wsset/{cfg['dataset']}/{p}/split{s}/wsset") for p in cfg["points"]
+            for s in range(cfg.get("splits", 1))]
+
+
+def study_manifest(study):
+    """The study and claims commands' runs of a figure study: each run's metrics with its point and
+    setting, by name (as the budget study's manifest)."""
+    return json.dumps([{"point": p, "setting": point_setting(p), "metrics": f"{r}/metrics.json"}
+                       for p, r in study_runs(study)])
 
 
 # ------------------------------------------------- training-budget study (papers/wsset/studies.py)
@@ -351,7 +393,7 @@ def all_metrics(wildcards=None):
 
 
 def study_metrics(study):
-    return [f"{r}/metrics.json" for r in study_run_dirs(study)]
+    return [f"{r}/metrics.json" for _, r in study_runs(study)]
 
 
 def study_figures():

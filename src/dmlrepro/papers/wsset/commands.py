@@ -250,9 +250,17 @@ def _figures(args: argparse.Namespace) -> None:
     plot_recall_curves(pd.read_csv(args.table2), args.recall_out)
 
 
+def _study_runs(value: str, option: str) -> list:
+    """A figure study's manifest: a JSON list of {point, setting, metrics}, one per run."""
+    runs = _json_arg(value)
+    if not isinstance(runs, list):
+        raise DmlReproError(f"{option} must be a JSON list of {{point, setting, metrics}}, one per run")
+    return runs
+
+
 def _study(args: argparse.Namespace) -> None:
     from dmlrepro.papers.wsset.study_figures import plot_c_grid, plot_small_data, study_frame, summarise, write_summary
-    summary = summarise(study_frame(args.metrics))
+    summary = summarise(study_frame(_study_runs(args.runs, "study --runs")))
     write_summary(summary, args.summary_out)
     (plot_small_data if args.kind == "small_data" else plot_c_grid)(summary, args.figure_out)
 
@@ -290,7 +298,8 @@ def _budget_diagnose(args: argparse.Namespace) -> None:
 
 def _claims(args: argparse.Namespace) -> None:
     from dmlrepro.papers.wsset.report import check_claims
-    claims = check_claims(args.metrics, args.small_data, args.c_grid, args.claims, args.csv_out, args.md_out)
+    claims = check_claims(args.metrics, _study_runs(args.small_data_runs, "--small-data-runs"),
+                          _study_runs(args.c_grid_runs, "--c-grid-runs"), args.claims, args.csv_out, args.md_out)
     log.info("claims: %s", claims["verdict"].value_counts().to_dict())
 
 
@@ -407,7 +416,8 @@ def register(sub) -> None:
 
     s = sub.add_parser("study", help="Fig. 4 (small_data) or Fig. 6 (c_grid): summary table and figure")
     s.add_argument("--kind", choices=("small_data", "c_grid"), required=True)
-    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--runs", required=True,
+                   help="JSON list, one object per run: point (its key), setting (samples per class or c), metrics")
     s.add_argument("--summary-out", required=True)
     s.add_argument("--figure-out", required=True)
     s.set_defaults(func=_study)
@@ -433,8 +443,8 @@ def register(sub) -> None:
 
     s = sub.add_parser("claims", help="a paper's claims checked on the runs: both sides' mean ± std and a verdict")
     s.add_argument("--metrics", nargs="*", default=[], help="metrics.json of the Tables I/II runs")
-    s.add_argument("--small-data", nargs="*", default=[], help="metrics.json of the Fig. 4 runs")
-    s.add_argument("--c-grid", nargs="*", default=[], help="metrics.json of the Fig. 6 runs")
+    s.add_argument("--small-data-runs", default="[]", help="the Fig. 4 runs: JSON list of {point, setting, metrics}")
+    s.add_argument("--c-grid-runs", default="[]", help="the Fig. 6 runs: JSON list of {point, setting, metrics}")
     s.add_argument("--claims", default="dmlrepro.papers.wsset.claims:CLAIMS", help="module:list of ClaimSpec")
     s.add_argument("--csv-out", required=True)
     s.add_argument("--md-out", required=True)

@@ -12,7 +12,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -61,10 +61,11 @@ def _write_paper_table(table: pd.DataFrame, stem: Path, title: str, notes: list[
 
 
 def results_frame(table_metrics: Iterable[str | os.PathLike] = (),
-                  study_metrics: dict[str, Sequence[str | os.PathLike]] | None = None) -> pd.DataFrame:
+                  study_runs: dict[str, Sequence[Mapping[str, Any]]] | None = None) -> pd.DataFrame:
     """The per-split results table (:data:`RESULT_COLUMNS`) from the runs' ``metrics.json``: the
     Tables I/II runs (kNN accuracy and every Recall@K) and each figure study's runs
-    (``{"small_data": [...], "c_grid": [...]}``, read by ``study_figures.study_frame``)."""
+    (``{"small_data": [...], "c_grid": [...]}``, each a manifest of ``{point, setting, metrics}``
+    read by ``study_figures.study_frame``)."""
     rows = []
     for rec in load_records(table_metrics):
         base = {"dataset": rec["dataset"], "method": rec["method"], "study": "", "setting": math.nan,
@@ -72,15 +73,16 @@ def results_frame(table_metrics: Iterable[str | os.PathLike] = (),
         rows.append({**base, "metric": "knn_accuracy", "value": float(rec["knn_accuracy"])})
         rows.extend({**base, "metric": f"R@{int(k)}", "value": float(v)} for k, v in rec["recall_at"].items())
     frames = [pd.DataFrame(rows, columns=list(RESULT_COLUMNS))]
-    for study, paths in (study_metrics or {}).items():
-        if paths:
-            frames.append(study_frame(paths).assign(study=study)[list(RESULT_COLUMNS)])
+    for study, runs in (study_runs or {}).items():
+        if runs:
+            frames.append(study_frame(runs).assign(study=study)[list(RESULT_COLUMNS)])
     return pd.concat(frames, ignore_index=True)
 
 
-def check_claims(metrics: Sequence[str], small_data: Sequence[str], c_grid: Sequence[str], claims: str,
-                 csv_out: str | Path, md_out: str | Path) -> pd.DataFrame:
-    """Evaluate a claims list (``module:attribute``) on the runs' metrics; write claims.{csv,md}."""
+def check_claims(metrics: Sequence[str], small_data: Sequence[Mapping[str, Any]], c_grid: Sequence[Mapping[str, Any]],
+                 claims: str, csv_out: str | Path, md_out: str | Path) -> pd.DataFrame:
+    """Evaluate a claims list (``module:attribute``) on the runs' metrics (the figure studies' as
+    manifests of ``{point, setting, metrics}``); write claims.{csv,md}."""
     table = results_frame(metrics, {"small_data": small_data, "c_grid": c_grid})
     result = evaluate_claims(load_specs(claims), table, paper_row_label, dataset_label)
     write_claims(result, Path(csv_out), Path(md_out))

@@ -1,7 +1,7 @@
 """A trained WSSET run applied to new documents: what ``dmlrepro embed`` and ``dmlrepro search`` do
 for text runs (images: :mod:`dmlrepro.evaluation.image_search`).
 
-A text run directory is ``<workdir>/results/wsset/<dataset>/[<study>/]split<k>/<method>``. Its
+A text run directory is ``<workdir>/results/wsset/<dataset>/[<point>/]split<k>/<method>``. Its
 ``model.pt`` holds the set encoder (architecture, input size, model config with the weight
 feature); the dataset's ``results/wsset/<dataset>/pointsets.npz`` records how its documents were
 preprocessed (word vectors, stop list; ``meta["preprocessing"]`` for your own corpus, the catalog

@@ -1,17 +1,18 @@
 """Figures 4 and 6 of WSSET: the small-data study and the c grid, each with its summary table.
 
-Both read the per-run ``metrics.json`` of a study. The run's setting is in its path,
-``results/wsset/<dataset>/<study>/split<k>/<method>/metrics.json`` with ``<study>`` = ``spc<N>``
-(Fig. 4: N train documents per class on average) or ``c<X>`` (Fig. 6: WSSET's weight scale).
+Both read the per-run ``metrics.json`` of a study, given as the workflow's manifest of runs
+(``study_manifest`` in ``workflow/rules/papers/wsset_common.smk``): each run's metrics file with
+its study point (the key of ``studies.<study>.points``, the name of its run directory) and that
+point's setting as configured (Fig. 4: the average number of train documents per class; Fig. 6:
+WSSET's weight scale c). Nothing is parsed from a path.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -23,7 +24,6 @@ from dmlrepro.papers.wsset.claims import CLAIMS, QUERY_TIME_CLAIM
 
 __all__ = ["study_frame", "summarise", "plot_small_data", "plot_c_grid", "write_summary"]
 
-_STUDY = re.compile(r"^(spc(?P<spc>\d+)|c(?P<c>[0-9.]+))$")
 # Fig. 4's line styles: solid without external data, dashed with it
 _EXTERNAL = {"ours_ext", "bert_base"}
 
@@ -42,19 +42,19 @@ PAPER_CLAIMS = {
 }
 
 
-def study_frame(metric_paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """One row per run and metric: dataset, method, split, setting, metric, value."""
+def study_frame(runs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run and metric: dataset, method, split, setting, metric, value. ``runs``: one
+    ``{"point": key, "setting": value, "metrics": path}`` per run (the workflow's manifest)."""
     rows = []
-    for path in metric_paths:
-        path = Path(path)
+    for run in runs:
+        if not isinstance(run, Mapping) or not {"setting", "metrics"} <= set(run):
+            raise DmlReproError(f"study run {run!r}: needs 'setting' and 'metrics' (and its 'point')")
+        path = Path(run["metrics"])
         try:
             rec = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise DmlReproError(f"{path}: cannot read study metrics ({exc})") from exc
-        match = _STUDY.match(path.parent.parent.parent.name)
-        if match is None:
-            raise DmlReproError(f"{path}: not in a study directory (…/spc<N>/split<k>/<method>/ or …/c<X>/…)")
-        setting = float(match["spc"] or match["c"])
+        setting = float(run["setting"])
         base = {"dataset": rec["dataset"], "method": rec["method"], "split": rec["split"], "setting": setting}
         rows.append({**base, "metric": "knn_accuracy", "value": float(rec["knn_accuracy"])})
         for k, v in rec.get("recall_at", {}).items():

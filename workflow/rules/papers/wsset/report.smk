@@ -35,13 +35,15 @@ rule claims:
         md="results/wsset/tables/claims.md",
     params:
         cli=DMLREPRO,
+        small_data=study_manifest("small_data"),
+        c_grid=study_manifest("c_grid"),
     log:
         "logs/report/claims.log",
     conda:
         "../../../envs/report.yaml"
     shell:
-        "{params.cli} claims --metrics {input.tables} --small-data {input.small_data} --c-grid {input.c_grid}"
-        " --csv-out {output.csv} --md-out {output.md} > {log} 2>&1"
+        "{params.cli} claims --metrics {input.tables} --small-data-runs {params.small_data:q}"
+        " --c-grid-runs {params.c_grid:q} --csv-out {output.csv} --md-out {output.md} > {log} 2>&1"
 
 
 rule training_curves:
@@ -87,12 +89,14 @@ rule small_data_figure:
     params:
         cli=DMLREPRO,
         kind="small_data",
+        runs=study_manifest("small_data"),
     log:
         "logs/report/small_data.log",
     conda:
         "../../../envs/report.yaml"
     shell:
-        "{params.cli} study --kind {params.kind} --metrics {input} --summary-out {output.summary}"
+        # the runs' settings by point key (study_manifest), not from their paths
+        "{params.cli} study --kind {params.kind} --runs {params.runs:q} --summary-out {output.summary}"
         " --figure-out {output.figure} > {log} 2>&1"
 
 
@@ -105,6 +109,7 @@ use rule small_data_figure as c_grid_figure with:
     params:
         cli=DMLREPRO,
         kind="c_grid",
+        runs=study_manifest("c_grid"),
     log:
         "logs/report/c_grid.log",
 

@@ -38,20 +38,21 @@ rule train_embedder:
         " --knn-k {params.knn_k} --data-note={params.data_note:q} > {log} 2>&1"
 
 
-# Figure studies: the same training on a smaller train set (spc<N>, Fig. 4) or with another c (c<X>, Fig. 6)
+# Figure studies: the same training at a study point, a smaller train set (Fig. 4) or another c
+# (Fig. 6); the run directory is named by the point's key, its setting looked up in the config
 use rule train_embedder as train_study_embedder with:
     output:
-        model="results/wsset/{dataset}/{study}/split{split}/{method}/model.pt",
-        history="results/wsset/{dataset}/{study}/split{split}/{method}/history.csv",
-        embeddings="results/wsset/{dataset}/{study}/split{split}/{method}/embeddings.npy",
-        metrics="results/wsset/{dataset}/{study}/split{split}/{method}/metrics.json",
+        model="results/wsset/{dataset}/{point}/split{split}/{method}/model.pt",
+        history="results/wsset/{dataset}/{point}/split{split}/{method}/history.csv",
+        embeddings="results/wsset/{dataset}/{point}/split{split}/{method}/embeddings.npy",
+        metrics="results/wsset/{dataset}/{point}/split{split}/{method}/metrics.json",
     wildcard_constraints:
         method="|".join(TRAINED_METHODS),
-        study=r"spc\d+|c[0-9.]+",
+        point=point_pattern("small_data", "c_grid"),
     log:
-        "logs/{dataset}/{study}/split{split}/{method}/train.log",
+        "logs/{dataset}/{point}/split{split}/{method}/train.log",
     benchmark:
-        "benchmarks/logs/{dataset}/{study}/split{split}/{method}/train.tsv"
+        "benchmarks/logs/{dataset}/{point}/split{split}/{method}/train.tsv"
 
 
 # Training-budget study (papers/wsset/studies.py): one run of the largest budget per encoder, the
@@ -153,12 +154,12 @@ rule bert_finetune:
 # Fig. 4's dashed language-model line: BERT fine-tuned on the same small-data subsample
 use rule bert_finetune as bert_study_finetune with:
     output:
-        embeddings="results/wsset/{dataset}/{study}/split{split}/bert_base/embeddings.npy",
-        history="results/wsset/{dataset}/{study}/split{split}/bert_base/history.csv",
-        metrics="results/wsset/{dataset}/{study}/split{split}/bert_base/metrics.json",
+        embeddings="results/wsset/{dataset}/{point}/split{split}/bert_base/embeddings.npy",
+        history="results/wsset/{dataset}/{point}/split{split}/bert_base/history.csv",
+        metrics="results/wsset/{dataset}/{point}/split{split}/bert_base/metrics.json",
     wildcard_constraints:
-        study=r"spc\d+",
+        point=point_pattern("small_data"),
     log:
-        "logs/{dataset}/{study}/split{split}/bert_base/train.log",
+        "logs/{dataset}/{point}/split{split}/bert_base/train.log",
     benchmark:
-        "benchmarks/logs/{dataset}/{study}/split{split}/bert_base/train.tsv"
+        "benchmarks/logs/{dataset}/{point}/split{split}/bert_base/train.tsv"
