@@ -137,11 +137,24 @@ def table_markdown(df: pd.DataFrame) -> str:
     return df[markdown_columns(df)].to_markdown(index=False, disable_numparse=True)
 
 
+def markdown_document(title: str, sections: Sequence[tuple[str | None, pd.DataFrame | str]],
+                      notes: Sequence[str] = ()) -> str:
+    """A table file's Markdown: ``# title``, then each section (an optional ``## heading`` and a
+    table, or a paragraph given as text; an empty table reads "(no runs)"), then a "Notes" list."""
+    parts = [f"# {title}", ""]
+    for heading, body in sections:
+        if heading:
+            parts += [f"## {heading}", ""]
+        if isinstance(body, pd.DataFrame):
+            body = body.to_markdown(index=False, disable_numparse=True) if len(body) else "(no runs)"
+        parts += [body, ""]
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(parts)
+
+
 def write_table(df: pd.DataFrame, csv_path, md_path, title: str, notes: Sequence[str] = ()) -> None:
     """Write ``df`` as CSV (all columns, UTF-8) and as Markdown (title, table without the
     ``*_mean``/``*_std`` helper columns, then a "Notes" list), both atomically."""
     write_text(csv_path, df.to_csv(index=False))
-    parts = [f"# {title}", "", table_markdown(df), ""]
-    if notes:
-        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    write_text(md_path, "\n".join(parts))
+    write_text(md_path, markdown_document(title, [(None, table_markdown(df))], notes))

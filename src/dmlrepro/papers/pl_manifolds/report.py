@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,7 +29,7 @@ from dmlrepro import DmlReproError
 from dmlrepro.io import write_text
 from dmlrepro.papers.image_foundation.report import stand_in_table
 from dmlrepro.reporting.claims import evaluate_claims, write_claims
-from dmlrepro.reporting.tables import format_mean_std
+from dmlrepro.reporting.tables import format_mean_std, markdown_document
 
 from .claims import claims_for, results_frame, table2_claims
 from .methods import FIGURE3_PARAMETERS, OURS, TABLE1_ROWS, TABLE3_ROWS, figure3_runs, row_label
@@ -193,14 +192,7 @@ def claims_tables(metric_files: Sequence[str | os.PathLike], supervision: list[t
 
 
 def write_markdown(path, title: str, sections: list[tuple[str, pd.DataFrame]], notes: Sequence[str] = ()) -> None:
-    parts = [f"# {title}", ""]
-    for heading, df in sections:
-        if heading:
-            parts += [f"## {heading}", ""]
-        parts += [df.to_markdown(index=False, disable_numparse=True) if len(df) else "(no runs)", ""]
-    if notes:
-        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    write_text(path, "\n".join(parts))
+    write_text(path, markdown_document(title, sections, notes))
 
 
 def write_all(metric_files, initial_files, supervision_files, *, recall_ks: dict[str, Sequence[int]],

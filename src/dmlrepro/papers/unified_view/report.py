@@ -33,7 +33,7 @@ from dmlrepro.io import write_text
 from dmlrepro.papers.image_foundation.report import METHOD_LABELS as IF_LABELS
 from dmlrepro.papers.image_foundation.report import stand_in_table
 from dmlrepro.reporting.claims import evaluate_claims, stand_in_claims_title, write_claims
-from dmlrepro.reporting.tables import format_delta, format_mean_std
+from dmlrepro.reporting.tables import format_delta, format_mean_std, markdown_document
 
 from .claims import CLAIMS, results_frame
 from .methods import ROWS, row_label
@@ -131,13 +131,10 @@ def write_table1(df: pd.DataFrame, recall: pd.DataFrame | None, csv_path, md_pat
                  notes: Sequence[str] = ()) -> None:
     """CSV of Table 1; Markdown: title, Table 1, the R@K comparison (paper datasets), notes."""
     write_text(csv_path, df.to_csv(index=False))
-    parts = [f"# {title}", "", df.to_markdown(index=False, disable_numparse=True), ""]
+    sections = [(None, df)]
     if recall is not None:
-        parts += ["## RAW+VTHM, Recall@K beside the paper's Tables 2-3", "",
-                  recall.to_markdown(index=False, disable_numparse=True), ""]
-    if notes:
-        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    write_text(md_path, "\n".join(parts))
+        sections.append(("RAW+VTHM, Recall@K beside the paper's Tables 2-3", recall))
+    write_text(md_path, markdown_document(title, sections, notes))
 
 
 def claims_table(metric_files: Sequence[str | os.PathLike]) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import pandas as pd
 from dmlrepro import DmlReproError
 from dmlrepro.io import write_text
 from dmlrepro.reporting.claims import evaluate_claims, stand_in_claims_title, write_claims
-from dmlrepro.reporting.tables import format_mean_std
+from dmlrepro.reporting.tables import format_mean_std, markdown_document
 
 from .claims import CLAIMS, results_frame
 from .methods import HISTOGRAM_ROWS, ROWS, TABLE1_ROWS, row_label
@@ -164,19 +164,15 @@ def write_tables(table: pd.DataFrame, coreset: pd.DataFrame | None, csv_path, md
     """CSV of Table 1 and of the coreset table (empty when none ran); Markdown with both and the notes."""
     write_text(csv_path, table.to_csv(index=False))
     write_text(coreset_csv, (coreset if coreset is not None else pd.DataFrame()).to_csv(index=False))
-    parts = [f"# {title}", "", table.to_markdown(index=False, disable_numparse=True), ""]
+    sections = [(None, table)]
     if coreset is not None:
-        parts += ["## WCRAIG: W-triplet without and with the coreset (same epochs)", "",
-                  coreset.to_markdown(index=False, disable_numparse=True), ""]
+        sections.append(("WCRAIG: W-triplet without and with the coreset (same epochs)", coreset))
     if reading is not None:
-        parts += ["## The measure of an image: point clouds vs the embedding read as a histogram", "",
-                  reading.to_markdown(index=False, disable_numparse=True), ""]
+        sections.append(("The measure of an image: point clouds vs the embedding read as a histogram", reading))
     if any(SUSPECT_MARK.strip() in str(v) for v in table.to_numpy().ravel()):
-        parts += [f"{SUSPECT_MARK.strip()} a probable copy error of the paper (TARGETS.md 002-§1): no difference "
-                  "is computed against it.", ""]
-    if notes:
-        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    write_text(md_path, "\n".join(parts))
+        sections.append((None, f"{SUSPECT_MARK.strip()} a probable copy error of the paper (TARGETS.md 002-§1): no "
+                               "difference is computed against it."))
+    write_text(md_path, markdown_document(title, sections, notes))
 
 
 def claims_table(metric_files: Sequence[str | os.PathLike]) -> pd.DataFrame:
