@@ -57,6 +57,11 @@ def check_wsset_config():
     for name in WSSET_CORPORA:
         if name in WSSET_DATASETS:
             raise WorkflowError(f"papers.wsset.corpora.{name}: the name is also a dataset; give the corpus its own key")
+    for method, params in WSSET.get("method_params", {}).items():
+        for d in params.get("train_per_dataset", {}):
+            if d not in WSSET_DATASETS:
+                raise WorkflowError(f"papers.wsset.method_params.{method}.train_per_dataset: unknown dataset '{d}'"
+                                    f" (configured: {WSSET_DATASETS})")
     for m in WSSET_TUNING.get("methods", []):
         if m not in TRAINED_METHODS or method_spec(m).schedule_of or method_spec(m).init_from:
             raise WorkflowError(f"papers.wsset.tuning.methods: '{m}' is not a trained method with a schedule of its own"
@@ -165,18 +170,22 @@ def architecture_cfg(method):
     return cfg
 
 
-def method_train_cfg(method):
-    """``config['train']`` with the method's ``method_params.<m>.train`` (lr, epochs) on top; a
+def method_train_cfg(method, dataset=None):
+    """``config['train']`` with the method's ``method_params.<m>.train`` (lr, epochs) on top, then
+    its ``train_per_dataset.<dataset>`` (a choice made on that dataset's validation part); a
     transfer stage without its own takes its schedule source's (WSSET's, methods.py)."""
     params = WSSET.get("method_params", {})
-    own = params.get(method, {}).get("train")
-    return merge_train(WSSET["train"], own if own is not None else params.get(schedule_source(method), {}).get("train"))
+    own = params.get(method, {})
+    source = own if ("train" in own or "train_per_dataset" in own) else params.get(schedule_source(method), {})
+    cfg = merge_train(WSSET["train"], source.get("train"))
+    return merge_train(cfg, source.get("train_per_dataset", {}).get(dataset)) if dataset else cfg
 
 
 def study_method_params(method, point=""):
     """The method's parameters; at a Fig. 6 point, WSSET's c is the point's."""
-    # the schedule override is the trainer's train config, not one of the method's parameters
-    params = {k: v for k, v in WSSET.get("method_params", {}).get(method, {}).items() if k != "train"}
+    # the schedule overrides are the trainer's train config, not parameters of the method
+    params = {k: v for k, v in WSSET.get("method_params", {}).get(method, {}).items()
+              if k not in ("train", "train_per_dataset")}
     if point and point_study(point) == "c_grid":
         params["c"] = float(point_setting(point))
     return params
@@ -184,7 +193,8 @@ def study_method_params(method, point=""):
 
 def train_params(wildcards):
     return json.dumps({"method_params": study_method_params(wildcards.method, wildcards.get("point", "")),
-                       "model": architecture_cfg(wildcards.method), "train": method_train_cfg(wildcards.method)},
+                       "model": architecture_cfg(wildcards.method),
+                       "train": method_train_cfg(wildcards.method, wildcards.dataset)},
                       sort_keys=True)
 
 
@@ -198,10 +208,15 @@ def schedule_overrides():
         if any(tuned_result(d, m) for d, _ in method_runs(m)):
             out[m] = f"validation search, results/wsset/<dataset>/tuning/{schedule_source(m)}.json"
             continue
-        cfg = method_train_cfg(m)
-        diff = {k: cfg[k] for k in ("lr", "epochs") if cfg.get(k) != WSSET["train"].get(k)}
-        if diff:
-            out[m] = diff
+        diffs = {}
+        for d in dict.fromkeys(d for d, _ in method_runs(m)):
+            cfg = method_train_cfg(m, d)
+            diffs[d] = {k: cfg[k] for k in ("lr", "epochs") if cfg.get(k) != WSSET["train"].get(k)}
+        if len({json.dumps(v, sort_keys=True) for v in diffs.values()}) > 1:  # chosen per dataset
+            out[m] = " / ".join(f"{d}: " + (", ".join(f"{k} {v:g}" for k, v in sorted(diff.items())) or "default")
+                                for d, diff in diffs.items())
+        elif diffs and next(iter(diffs.values())):
+            out[m] = next(iter(diffs.values()))
     return out
 
 

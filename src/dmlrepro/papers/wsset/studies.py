@@ -285,7 +285,7 @@ def plot_budget(summary: pd.DataFrame, out_png: str | os.PathLike) -> dict[str, 
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticks(sorted(learned["epochs"].unique()))
         ax.set_xticklabels([f"{int(e)}" for e in sorted(learned["epochs"].unique())])
-        ax.set_title(ds)
+        ax.set_title(dataset_label(ds))
         ax.set_xlabel("training budget (epochs; best validation epoch within it)")
         ax.set_ylabel("10-NN test accuracy (%)")
         ax.grid(alpha=0.3)
