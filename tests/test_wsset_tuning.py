@@ -162,15 +162,31 @@ def test_a_methods_train_override_reaches_its_runs_only(tmp_path):
         params.pop("train", None)  # whatever the default holds: this test sets its own
     cfg["method_params"]["repset"] = {"train": {"lr": 0.01, "epochs": 7}}
     cfg["method_params"]["wsset"]["train"] = {"lr": 3e-4}
+    cfg["method_params"]["approx_emd"]["train_per_dataset"] = {"twitter": {"epochs": 9}}  # one dataset only
     schedules = train_schedules(dry_run_commands(tmp_path, full))
     assert schedules[("bbcsport/split1", "repset")] == (0.01, 7, None)
     assert schedules[("twitter/split4", "wsset")] == (3e-4, base["epochs"], None)
+    assert schedules[("twitter/split2", "approx_emd")] == (base["lr"], 9, None)
+    assert schedules[("bbcsport/split2", "approx_emd")] == (base["lr"], base["epochs"], None)
     # the transfer rows train with WSSET's schedule; every other run keeps config['train']
     assert schedules[("bbcsport/split0", "ours_int")] == (3e-4, base["epochs"], None)
     assert schedules[("bbcsport/split1", "ours_ext")] == (3e-4, base["epochs"], None)
     assert schedules[("bbcsport/split1", "wsset_ext")] == (3e-4, base["epochs"], None)
-    others = {k: v for k, v in schedules.items() if schedule_source(k[1]) not in ("repset", "wsset")}
+    others = {k: v for k, v in schedules.items()
+              if schedule_source(k[1]) not in ("repset", "wsset") and not (k[0].startswith("twitter") and k[1] == "approx_emd")}
     assert others and set(others.values()) == {(base["lr"], base["epochs"], None)}
+
+
+def test_a_per_dataset_schedule_names_an_unknown_dataset_in_one_line(tmp_path):
+    full = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    full["papers"] = {"wsset": full["papers"]["wsset"]}
+    full["papers"]["wsset"]["method_params"]["approx_emd"]["train_per_dataset"] = {"recipe": {"lr": 0.01}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(full))
+    res = subprocess.run(SNAKEMAKE + ["-d", str(tmp_path), "-n", "--configfile", str(path)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode != 0
+    assert "papers.wsset.method_params.approx_emd.train_per_dataset: unknown dataset 'recipe'" in res.stdout + res.stderr
 
 
 def test_tuning_config_dry_run_lists_exactly_its_jobs(tmp_path):
