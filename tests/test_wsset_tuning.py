@@ -221,7 +221,8 @@ def test_tuning_config_does_not_drift_from_the_default():
     tuning, default = tuning_all["papers"]["wsset"], default_all["papers"]["wsset"]
     for key in ("datasets", "methods", "method_scope", "baseline_models", "model", "train", "evaluation", "ot"):
         assert tuning[key] == default[key], key
-    untuned = {m: {k: v for k, v in p.items() if k != "train"} for m, p in default["method_params"].items()}
+    untuned = {m: {k: v for k, v in p.items() if k not in ("train", "train_per_dataset")}
+               for m, p in default["method_params"].items()}
     assert tuning["method_params"] == {m: p for m, p in untuned.items() if p}
     assert tuning["corpora"] == {k: v for k, v in default["corpora"].items() if k != "amazon_gallery"}
     assert "studies" not in tuning and tuning["tuning"]["apply"] is True
