@@ -7,6 +7,7 @@ from dmlrepro.data.catalog import DATASETS as CATALOG_DATASETS, RAW_FILES, STOP_
 from dmlrepro.data.text_corpora import USER_FORMATS
 from dmlrepro.papers.wsset.methods import TRAINED_METHODS, method_spec, schedule_source, transfer_chain
 from dmlrepro.papers.wsset.tuning import merge_train
+from dmlrepro.papers.wsset.paper_values import dataset_label
 
 
 WSSET = config["papers"]["wsset"]
@@ -213,7 +214,7 @@ def schedule_overrides():
             cfg = method_train_cfg(m, d)
             diffs[d] = {k: cfg[k] for k in ("lr", "epochs") if cfg.get(k) != WSSET["train"].get(k)}
         if len({json.dumps(v, sort_keys=True) for v in diffs.values()}) > 1:  # chosen per dataset
-            out[m] = " / ".join(f"{d}: " + (", ".join(f"{k} {v:g}" for k, v in sorted(diff.items())) or "default")
+            out[m] = " / ".join(f"{dataset_label(d)}: " + (", ".join(f"{k} {v:g}" for k, v in sorted(diff.items())) or "default")
                                 for d, diff in diffs.items())
         elif diffs and next(iter(diffs.values())):
             out[m] = next(iter(diffs.values()))

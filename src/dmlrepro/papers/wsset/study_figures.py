@@ -19,7 +19,7 @@ import pandas as pd
 from dmlrepro import DmlReproError
 from dmlrepro.io import atomic_path
 from dmlrepro.reporting.figures import new_figure, save_figure
-from dmlrepro.papers.wsset.paper_values import paper_row_label
+from dmlrepro.papers.wsset.paper_values import dataset_label, paper_row_label
 from dmlrepro.papers.wsset.claims import CLAIMS, QUERY_TIME_CLAIM
 
 __all__ = ["study_frame", "summarise", "plot_small_data", "plot_c_grid", "write_summary"]
@@ -89,7 +89,7 @@ def plot_small_data(summary: pd.DataFrame, out_png: str | os.PathLike) -> dict[s
             line = line.sort_values("setting")
             ax.errorbar(line["setting"], line["mean"], yerr=line["std"], capsize=3, marker="o",
                         linestyle="--" if method in _EXTERNAL else "-", label=paper_row_label(method))
-        ax.set_title(ds)
+        ax.set_title(dataset_label(ds))
         ax.set_xlabel("average train documents per class")
         ax.set_ylabel("10-NN accuracy (%)")
         ax.grid(alpha=0.3)
