@@ -16,6 +16,9 @@ rule emd_shard:
         "logs/{dataset}/emd/shard_{shard}_of_{n}.log",
     benchmark:
         "benchmarks/logs/{dataset}/emd_shard_{shard}_of_{n}.tsv"
+    # the longest jobs, and every WSSET run waits for them: start them first, so that the short
+    # image-paper jobs fill the cores around them instead of leaving one idle at the end
+    priority: 50
     threads: WSSET.get("ot", {}).get("threads", 1)
     resources:
         runtime=240,
