@@ -88,7 +88,9 @@ rule pl_manifolds_train:
 
 # batch_rows: every run of one seed (each dimension, row and Fig. 3 point) in one job, one interpreter
 # start; each run keeps its own log. A seed's runs differ between datasets and seeds (Fig. 3's seeds,
-# Table 3's dimension), and a rule's outputs are fixed, so each batch is its own rule.
+# Table 3's dimension), and a rule's outputs are fixed, so each batch is its own rule. Its init and
+# jobs are looked up when planned (the loop's values bound as defaults): a shared pretraining is
+# another paper's, whose block may be validated after this one.
 for _dataset, _seed, _runs in plm_batches():
 
     rule:
@@ -97,14 +99,14 @@ for _dataset, _seed, _runs in plm_batches():
         input:
             raw=plm_raw(_dataset),
             split=f"{PLM_ROOT}/{_dataset}/splits/seed{_seed}.json",
-            init=plm_init(_dataset),
+            init=lambda w, d=_dataset: plm_init(d),
         output:
             metrics=[f"{plm_run_dir(_dataset, dim, _seed, run)}/metrics.json" for dim, run in _runs],
             history=[f"{plm_run_dir(_dataset, dim, _seed, run)}/history.csv" for dim, run in _runs],
             model=[f"{plm_run_dir(_dataset, dim, _seed, run)}/model.pt" for dim, run in _runs],
         params:
             cli=DMLREPRO,
-            jobs=plm_batch_jobs(_dataset, _seed, _runs),
+            jobs=lambda w, d=_dataset, s=_seed, r=_runs: plm_batch_jobs(d, s, r),
         log:
             f"logs/{PLM_ROOT}/{_dataset}/seed{_seed}/batch.log",
         benchmark:
