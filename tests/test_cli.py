@@ -95,3 +95,56 @@ def test_batch_runs_equal_separate_processes_and_a_failure_is_named(shared_data,
     assert json.loads((tmp_path / "batch" / "binomial" / "metrics.json").read_text()) == alone
     for row in rows:
         assert "epoch 1/1" in (tmp_path / "logs" / f"{row}.log").read_text()
+
+
+def _ssdml_rows(shared_data, root):
+    """Two SSDML rows (a baseline, then Ours) on a tiny same-class MNIST split."""
+    from dmlrepro.data.images import ImageSplit, load_image_dataset, make_image_split
+    split = make_image_split(load_image_dataset("mnist", shared_data), protocol="same_class", val_fraction=0.15, seed=0)
+    ImageSplit(fit=split.fit[::200], val=split.val[::60], test=split.test[::40]).save(root / "split.json")
+    method = {"k": 4, "gamma": 0.99, "max_iter": 3, "metric_dim": 8, "alpha_deg": 40}
+    train = {"labels_per_class": 3, "partition_size": 60, "epochs_per_partition": 1, "epochs": 1,
+             "triplets_per_batch": 40, "metric_every": 1, "lr": 1e-3}
+
+    def argv(row, own, out):
+        params = {"method": {**method, **own}, "model": {"backbone": "lenet_ssdml"}, "train": train}
+        return ["ssdml-train", "--dataset", "mnist", "--raw-root", str(shared_data), "--split", str(root / "split.json"),
+                "--seed", "0", "--method", row, "--params", json.dumps(params), "--recall-ks", "1", "2",
+                "--out-dir", str(out)]
+    return [("deep_lrml", lambda out: argv("deep_lrml", {"metric_step": "lrml"}, out)),
+            ("ours", lambda out: argv("ours", {"orthogonal": True}, out))]
+
+
+def _pl_rows(shared_data, root):
+    """Two PL-manifold runs (STML*, then Ours) on the tiny zero-shot Fashion-MNIST stand-in."""
+    from conftest import make_stand_in
+    from dmlrepro.papers.pl_manifolds.methods import METHODS
+    make_stand_in(root, shared_data, val_fraction=0.05, every=(300, 15, 50))
+    train = {"epochs": 1, "batch_size": 20, "n_per_seed": 5, "views": 2, "crop_scale": [0.5, 1.0], "lr": 5e-4}
+
+    def argv(run_name, method, out):
+        params = {"method": method, "model": {"backbone": "lenet_ssdml", "embedding_dim": 16}, "train": train}
+        return ["pl-train", "--dataset", "fashion_mnist", "--raw-root", str(shared_data), "--split",
+                str(root / "split.json"), "--seed", "0", "--run", run_name, "--params", json.dumps(params),
+                "--init", str(root / "pretrained.pt"), "--recall-ks", "1", "2", "--out-dir", str(out)]
+    return [("stml", lambda out: argv("stml", {**METHODS["stml"], "aux_dim": 32}, out)),
+            ("ours", lambda out: argv("ours", {**METHODS["ours"], "n_proxies": 8}, out))]
+
+
+@pytest.mark.parametrize("rows", [_ssdml_rows, _pl_rows], ids=["ssdml", "pl_manifolds"])
+def test_a_batched_ssdml_or_pl_run_equals_its_own_process(rows, shared_data, tmp_path):
+    """batch_rows of SSDML and the PL manifolds: a run after another in one interpreter (the dataset's
+    decoded files reused, torch's state left by the first) writes byte-identical metrics and the same
+    model as in its own process."""
+    import torch
+    (first, first_argv), (last, last_argv) = rows(shared_data, tmp_path)
+    assert run(*last_argv(tmp_path / "alone" / last)).returncode == 0
+    jobs = [{"argv": first_argv(tmp_path / "batch" / first), "log": str(tmp_path / "logs" / f"{first}.log")},
+            {"argv": last_argv(tmp_path / "batch" / last), "log": str(tmp_path / "logs" / f"{last}.log")}]
+    res = run("batch", "--jobs", json.dumps(jobs))
+    assert res.returncode == 0, res.stderr
+    alone, batched = tmp_path / "alone" / last, tmp_path / "batch" / last
+    assert (batched / "metrics.json").read_bytes() == (alone / "metrics.json").read_bytes()
+    a, b = (torch.load(d / "model.pt", weights_only=False)["state_dict"] for d in (alone, batched))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "batch" / first / "metrics.json").is_file() and "epoch 1/1" in (tmp_path / "logs" / f"{last}.log").read_text()

@@ -20,7 +20,7 @@ from dmlrepro import DmlReproError
 from dmlrepro.data.catalog import RAW_FILES, get_raw_file
 from dmlrepro.data.fetch import fetch_raw_file, recorded_sha256
 from dmlrepro.data.images import (IMAGE_DATASETS, IMAGE_RAW_FILES, ImageIndex, ImageSplit, load_image_dataset,
-                                  make_image_split, prepare_image_dataset)
+                                  make_image_split, prepare_image_dataset, read_idx)
 
 
 def _files(folder: Path) -> list[str]:
@@ -93,6 +93,27 @@ def test_mnist_loader_reads_idx_files(mnist_root):
     # the same reader serves Fashion-MNIST from its own folder
     shutil.copytree(root / "mnist", root / "fashion-mnist")
     assert len(load_image_dataset("fashion_mnist", root, expected=None)) == 60
+
+
+def test_idx_files_are_decoded_once_per_version_and_each_index_is_its_own(mnist_root, monkeypatch):
+    """A batch's second run reuses the decoded idx files (read-only); its index is a fresh, writable
+    copy, so a run cannot change another's images or labels; a rewritten file is read again."""
+    from dmlrepro.data.images import _loaders
+    root, truth = mnist_root
+    calls = []
+    decompress = gzip.decompress
+    monkeypatch.setattr(_loaders.gzip, "decompress", lambda data: calls.append(1) or decompress(data))
+    first = load_image_dataset("mnist", root, expected=None)
+    assert len(calls) == 4
+    first.array[0] = 0
+    first.labels[:] = -1
+    second = load_image_dataset("mnist", root, expected=None)
+    assert len(calls) == 4  # nothing decompressed again
+    np.testing.assert_array_equal(second.array[:40], truth["train"][0])
+    np.testing.assert_array_equal(second.labels[40:], truth["t10k"][1])
+    assert second.array.flags.writeable and not read_idx(root / "mnist" / "t10k-labels-idx1-ubyte.gz").flags.writeable
+    _write_mnist(root / "mnist", n_test_per_class=3, seed=1)  # a new version of the files
+    assert len(load_image_dataset("mnist", root, expected=None)) == 70 and len(calls) == 8
 
 
 def test_count_check_names_the_file_and_both_counts(mnist_root):

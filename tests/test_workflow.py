@@ -71,8 +71,10 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
     if foundation:
         block = papers["image_foundation"]
         runs = len(foundation) * len(block["seeds"])
+        batched = len(block.get("batch_rows", [])) * len(block["seeds"])  # batch_rows: a seed's methods in one job
         counts |= {"image_foundation_split": len(foundation), "image_foundation_initial": runs,
-                   "image_foundation_train": runs * len(block["methods"]),
+                   "image_foundation_train": (runs - batched) * len(block["methods"]),
+                   "image_foundation_train_seed": batched,
                    "image_foundation_table": len(foundation),
                    "image_foundation_pretrain": sum(1 for d in foundation.values() if d.get("pretrain"))}
         sources |= _image_sources(foundation)
@@ -82,10 +84,16 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
         runs = len(ssdml["datasets"]) * len(ssdml["seeds"])
         scoped = sum(len([d for d in ssdml["datasets"] if d in m.get("datasets", ssdml["datasets"])])
                      for m in ssdml["methods"].values())  # a method may name its datasets
+        # batch_rows: a seed's runs of the methods on every batched dataset in one job, the others one job each
+        batched = ssdml.get("batch_rows", [])
+        in_batch = [m for m in ssdml["methods"].values() if set(batched) <= set(m.get("datasets", ssdml["datasets"]))]
         counts |= {"ssdml_split": len(ssdml["datasets"]), "ssdml_initial": runs,
-                   "ssdml_train": scoped * len(ssdml["seeds"]), "ssdml_tables": 1}
-        if ssdml.get("figure2"):  # one alpha run per alpha (one seed), one figure
-            counts |= {"ssdml_alpha": len(ssdml["figure2"].get("alphas", range(30, 65, 5))), "ssdml_figure2": 1}
+                   "ssdml_train": (scoped - len(batched) * len(in_batch)) * len(ssdml["seeds"]),
+                   "ssdml_train_seed": len(batched) * len(ssdml["seeds"]), "ssdml_tables": 1}
+        if ssdml.get("figure2"):  # one alpha run per alpha (one seed), or one job for all (batch_rows); one figure
+            alphas = len(ssdml["figure2"].get("alphas", range(30, 65, 5)))
+            sweep = ssdml["figure2"]["dataset"] in batched
+            counts |= {"ssdml_alpha": 0 if sweep else alphas, "ssdml_alpha_sweep": int(sweep), "ssdml_figure2": 1}
         if ssdml.get("tuning"):  # one run per grid point, one table
             counts |= {"ssdml_tune": sum(len(p) for p in ssdml["tuning"]["grid"].values()), "ssdml_tuning_table": 1}
         sources |= set(ssdml["datasets"])
@@ -134,14 +142,17 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
                             for d in (papers.get(p) or {}).get("datasets", {}).values() if d.get("pretrain")]
         fig3 = plm.get("figure3", {})
         runs = 0
-        for d in datasets.values():
+        for name, d in datasets.items():
             keys = {(dim, s, r) for dim in d["dims"] for s in seeds for r in TABLE1_ROWS}
             if d.get("table3_dim"):
                 keys |= {(d["table3_dim"], s, r) for s in seeds for r in TABLE3_ROWS}
             if d.get("figure3_dim"):
                 keys |= {(d["figure3_dim"], s, r) for s in fig3.get("seeds", seeds)
                          for r in [*figure3_runs(fig3.get("grid")), "ours"]}
-            runs += len(keys)
+            if name in plm.get("batch_rows", []):  # batch_rows: one job (its own rule) per seed for all its runs
+                counts |= {f"pl_manifolds_train_{name}_seed{s}": 1 for s in {s for _, s, _ in keys}}
+            else:
+                runs += len(keys)
         counts |= {"pl_manifolds_split": len(datasets), "pl_manifolds_initial": len(datasets) * len(seeds),
                    "pl_manifolds_train": runs, "pl_manifolds_tables": 1,
                    "pl_manifolds_supervision": sum(1 for d in datasets.values() if d.get("table2")),
@@ -346,6 +357,17 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
     assert any("results/unified_view/mnist/pretrained.pt" in j.split("\n\n", 1)[0] for j in uv_jobs)
     table_job = res.stdout.split("rule unified_view_table:", 1)[1].split("\n\n", 1)[0]
     assert "initial.json" in table_job
+    # SSDML, the PL manifolds and the foundation batch a seed's runs too (batch_rows), each run with its
+    # own --out-dir and log; Figure 2's seven alpha runs are one more batch
+    def jobs(rule):
+        return [j.split("\n\n", 1)[0] for j in res.stdout.split(f"rule {rule}:")[1:]]
+    assert [j.count("--out-dir") for j in jobs("ssdml_train_seed")] == [7] * 6 and "ssdml_train" not in counts
+    sweep = jobs("ssdml_alpha_sweep")
+    assert len(sweep) == 1 and sweep[0].count("--out-dir") == 7 and '"alpha_deg\\": 30.0' in sweep[0]
+    assert "logs/results/ssdml/mnist/seed0/alpha/60.log" in sweep[0]
+    assert jobs("pl_manifolds_train_fashion_mnist_seed0")[0].count("--out-dir") == 10  # Tables 1, 3 and Fig. 3
+    assert jobs("pl_manifolds_train_mnist_seed2")[0].count("--out-dir") == 2 and "pl_manifolds_train" not in counts
+    assert [j.count("--out-dir") for j in jobs("image_foundation_train_seed")] == [2] * 3
 
 
 def test_quick_config_is_the_self_supervised_core(tmp_path):

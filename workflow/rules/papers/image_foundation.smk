@@ -62,15 +62,11 @@ rule image_foundation_train:
         metrics=f"{IF_ROOT}/{{image_dataset}}/seed{{seed}}/{{image_method}}/metrics.json",
         history=f"{IF_ROOT}/{{image_dataset}}/seed{{seed}}/{{image_method}}/history.csv",
         model=f"{IF_ROOT}/{{image_dataset}}/seed{{seed}}/{{image_method}}/model.pt",
+    wildcard_constraints:
+        image_dataset="|".join(d for d in IMAGE_FOUNDATION["datasets"] if d not in IF_BATCHED) or "no-unbatched-dataset",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: json.dumps({"method": IMAGE_FOUNDATION["methods"][w.image_method],
-                                  "model": if_cfg(w.image_dataset)["model"],
-                                  "train": if_cfg(w.image_dataset)["train"]}, sort_keys=True),
-        init=lambda w, input: f"--init {input.init}" if input.init else "",
-        ks=lambda w: if_ks(w.image_dataset),
-        device=lambda w: if_device(w.image_dataset),
-        out_dir=subpath(output.metrics, parent=True),
+        argv=lambda w: shlex.join(if_train_argv(w.image_dataset, w.seed, w.image_method)),
     log:
         f"logs/{IF_ROOT}/{{image_dataset}}/seed{{seed}}/{{image_method}}.log",
     benchmark:
@@ -83,10 +79,37 @@ rule image_foundation_train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} image-train --dataset {wildcards.image_dataset}"
-        " --raw-root resources/images --split {input.split} --seed {wildcards.seed} --method {wildcards.image_method}"
-        " --params {params.cfg:q} {params.init} --recall-ks {params.ks} --device {params.device}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cli} {params.argv} > {log} 2>&1"
+
+
+# batch_rows: every method of one seed in one job (one interpreter start; each run keeps its own log)
+rule image_foundation_train_seed:
+    input:
+        raw=lambda w: if_raw(w.image_dataset),
+        split=f"{IF_ROOT}/{{image_dataset}}/splits/seed{{seed}}.json",
+        init=lambda w: if_init(w.image_dataset),
+    output:
+        metrics=[f"{IF_ROOT}/{{image_dataset}}/seed{{seed}}/{m}/metrics.json" for m in IF_METHODS],
+        history=[f"{IF_ROOT}/{{image_dataset}}/seed{{seed}}/{m}/history.csv" for m in IF_METHODS],
+        model=[f"{IF_ROOT}/{{image_dataset}}/seed{{seed}}/{m}/model.pt" for m in IF_METHODS],
+    wildcard_constraints:
+        image_dataset="|".join(IF_BATCHED) or "no-batched-dataset",
+    params:
+        cli=DMLREPRO,
+        jobs=lambda w: if_batch_jobs(w.image_dataset, w.seed),
+    log:
+        f"logs/{IF_ROOT}/{{image_dataset}}/seed{{seed}}/batch.log",
+    benchmark:
+        f"benchmarks/logs/{IF_ROOT}/{{image_dataset}}/seed{{seed}}/batch.tsv"
+    threads: lambda w: if_resource(w.image_dataset, "cpus", 1)
+    resources:
+        gpu=lambda w: int(if_device(w.image_dataset) != "cpu"),
+        mem_mb=lambda w: if_resource(w.image_dataset, "mem_mb", 8000),
+        runtime=lambda w: len(IF_METHODS) * if_resource(w.image_dataset, "runtime", 240),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} batch --jobs {params.jobs:q} > {log} 2>&1"
 
 
 rule image_foundation_initial:

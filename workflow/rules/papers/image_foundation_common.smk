@@ -5,6 +5,8 @@ validate(IMAGE_FOUNDATION, "../../schemas/papers/image_foundation.schema.yaml")
 
 IF_ROOT = "results/image_foundation"
 IF_SEEDS = IMAGE_FOUNDATION["seeds"]
+IF_METHODS = list(IMAGE_FOUNDATION["methods"])
+IF_BATCHED = IMAGE_FOUNDATION.get("batch_rows", [])
 
 
 def if_cfg(dataset):
@@ -35,6 +37,26 @@ def if_device(dataset):
 
 def if_resource(dataset, key, default):
     return if_cfg(dataset).get("resources", {}).get(key, default)
+
+
+def if_run_dir(dataset, seed, method):
+    return f"{IF_ROOT}/{dataset}/seed{seed}/{method}"
+
+
+def if_train_argv(dataset, seed, method):
+    """One run's ``dmlrepro image-train`` arguments (its own job, or one of a seed's batch)."""
+    cfg, init = if_cfg(dataset), if_init(dataset)
+    spec = {"method": IMAGE_FOUNDATION["methods"][method], "model": cfg["model"], "train": cfg["train"]}
+    return (["image-train", "--dataset", dataset, "--raw-root", "resources/images", "--split",
+             f"{IF_ROOT}/{dataset}/splits/seed{seed}.json", "--seed", str(seed), "--method", method,
+             "--params", json.dumps(spec, sort_keys=True)] + (["--init", init] if init else [])
+            + ["--recall-ks", *if_ks(dataset).split(), "--device", if_device(dataset),
+               "--out-dir", if_run_dir(dataset, seed, method)])
+
+
+def if_batch_jobs(dataset, seed):
+    return json.dumps([{"argv": if_train_argv(dataset, seed, m), "log": f"logs/{if_run_dir(dataset, seed, m)}.log"}
+                       for m in IF_METHODS])
 
 
 def if_metrics(dataset):

@@ -66,13 +66,11 @@ rule pl_manifolds_train:
         metrics=f"{PLM_ROOT}/{{plm_dataset}}/d{{plm_dim}}/seed{{plm_seed}}/{{plm_run}}/metrics.json",
         history=f"{PLM_ROOT}/{{plm_dataset}}/d{{plm_dim}}/seed{{plm_seed}}/{{plm_run}}/history.csv",
         model=f"{PLM_ROOT}/{{plm_dataset}}/d{{plm_dim}}/seed{{plm_seed}}/{{plm_run}}/model.pt",
+    wildcard_constraints:
+        plm_dataset="|".join(d for d in PL_MANIFOLDS["datasets"] if d not in PLM_BATCHED) or "no-unbatched-dataset",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: json.dumps(plm_params(w.plm_dataset, w.plm_dim, w.plm_run), sort_keys=True),
-        init=lambda w, input: f"--init {input.init}" if input.init else "",
-        ks=lambda w: " ".join(map(str, plm_ks(w.plm_dataset))),
-        device=lambda w: plm_device(w.plm_dataset),
-        out_dir=subpath(output.metrics, parent=True),
+        argv=lambda w: shlex.join(plm_train_argv(w.plm_dataset, w.plm_dim, w.plm_seed, w.plm_run)),
     log:
         f"logs/{PLM_ROOT}/{{plm_dataset}}/d{{plm_dim}}/seed{{plm_seed}}/{{plm_run}}.log",
     benchmark:
@@ -85,10 +83,43 @@ rule pl_manifolds_train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} pl-train --dataset {wildcards.plm_dataset}"
-        " --raw-root resources/images --split {input.split} --seed {wildcards.plm_seed} --run {wildcards.plm_run}"
-        " --params {params.cfg:q} {params.init} --recall-ks {params.ks} --device {params.device}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cli} {params.argv} > {log} 2>&1"
+
+
+# batch_rows: every run of one seed (each dimension, row and Fig. 3 point) in one job, one interpreter
+# start; each run keeps its own log. A seed's runs differ between datasets and seeds (Fig. 3's seeds,
+# Table 3's dimension), and a rule's outputs are fixed, so each batch is its own rule. Its init and
+# jobs are looked up when planned (the loop's values bound as defaults): a shared pretraining is
+# another paper's, whose block may be validated after this one.
+for _dataset, _seed, _runs in plm_batches():
+
+    rule:
+        name:
+            f"pl_manifolds_train_{_dataset}_seed{_seed}"
+        input:
+            raw=plm_raw(_dataset),
+            split=f"{PLM_ROOT}/{_dataset}/splits/seed{_seed}.json",
+            init=lambda w, d=_dataset: plm_init(d),
+        output:
+            metrics=[f"{plm_run_dir(_dataset, dim, _seed, run)}/metrics.json" for dim, run in _runs],
+            history=[f"{plm_run_dir(_dataset, dim, _seed, run)}/history.csv" for dim, run in _runs],
+            model=[f"{plm_run_dir(_dataset, dim, _seed, run)}/model.pt" for dim, run in _runs],
+        params:
+            cli=DMLREPRO,
+            jobs=lambda w, d=_dataset, s=_seed, r=_runs: plm_batch_jobs(d, s, r),
+        log:
+            f"logs/{PLM_ROOT}/{_dataset}/seed{_seed}/batch.log",
+        benchmark:
+            f"benchmarks/logs/{PLM_ROOT}/{_dataset}/seed{_seed}/batch.tsv"
+        threads: plm_resource(_dataset, "cpus", 1)
+        resources:
+            gpu=int(plm_device(_dataset) != "cpu"),
+            mem_mb=plm_resource(_dataset, "mem_mb", 8000),
+            runtime=len(_runs) * plm_resource(_dataset, "runtime", 240),
+        conda:
+            "../../envs/train.yaml"
+        shell:
+            "OMP_NUM_THREADS={threads} {params.cli} batch --jobs {params.jobs:q} > {log} 2>&1"
 
 
 rule pl_manifolds_initial:

@@ -11,6 +11,7 @@ PLM_ROOT = "results/pl_manifolds"
 PLM_SEEDS = PL_MANIFOLDS["seeds"]
 PLM_FIGURE3 = PL_MANIFOLDS.get("figure3", {})
 PLM_GRID = PLM_FIGURE3.get("grid", {})
+PLM_BATCHED = PL_MANIFOLDS.get("batch_rows", [])
 
 
 def plm_cfg(dataset):
@@ -61,6 +62,31 @@ def plm_params(dataset, dim, run):
     cfg = plm_cfg(dataset)
     return {"method": run_method(run, PL_MANIFOLDS["methods"], PLM_GRID),
             "model": {**cfg["model"], "embedding_dim": int(dim)}, "train": cfg["train"]}
+
+
+def plm_run_dir(dataset, dim, seed, run):
+    return f"{PLM_ROOT}/{dataset}/d{dim}/seed{seed}/{run}"
+
+
+def plm_train_argv(dataset, dim, seed, run):
+    """One run's ``dmlrepro pl-train`` arguments (its own job, or one of a seed's batch)."""
+    init = plm_init(dataset)
+    return (["pl-train", "--dataset", dataset, "--raw-root", "resources/images", "--split",
+             f"{PLM_ROOT}/{dataset}/splits/seed{seed}.json", "--seed", str(seed), "--run", run,
+             "--params", json.dumps(plm_params(dataset, dim, run), sort_keys=True)] + (["--init", init] if init else [])
+            + ["--recall-ks", *map(str, plm_ks(dataset)), "--device", plm_device(dataset),
+               "--out-dir", plm_run_dir(dataset, dim, seed, run)])
+
+
+def plm_batches():
+    """(dataset, seed, [(dim, run), ...]) of each batch_rows job: every run of that seed."""
+    return [(d, s, [(dim, run) for dim, seed, run in plm_runs(d) if seed == s])
+            for d in PLM_BATCHED for s in sorted({seed for _, seed, _ in plm_runs(d)})]
+
+
+def plm_batch_jobs(dataset, seed, runs):
+    return json.dumps([{"argv": plm_train_argv(dataset, dim, seed, run),
+                        "log": f"logs/{plm_run_dir(dataset, dim, seed, run)}.log"} for dim, run in runs])
 
 
 def plm_metrics():

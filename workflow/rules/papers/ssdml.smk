@@ -42,11 +42,7 @@ rule ssdml_train:
         model=f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{{ssdml_method}}/model.pt",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: json.dumps(ssdml_params(w.ssdml_dataset, w.ssdml_method), sort_keys=True),
-        ks=lambda w: ssdml_ks(w.ssdml_dataset),
-        device=lambda w: ssdml_device(w.ssdml_dataset),
-        init=lambda w: ssdml_init_arg(w.ssdml_dataset),
-        out_dir=subpath(output.metrics, parent=True),
+        argv=lambda w: shlex.join(ssdml_run_argv(w.ssdml_dataset, w.ssdml_seed, w.ssdml_method)),
     log:
         f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{{ssdml_method}}.log",
     benchmark:
@@ -59,10 +55,41 @@ rule ssdml_train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} ssdml-train --dataset {wildcards.ssdml_dataset}"
-        " --raw-root resources/images --split {input.split} --seed {wildcards.ssdml_seed}"
-        " --method {wildcards.ssdml_method} --params {params.cfg:q} --recall-ks {params.ks}"
-        " --device {params.device} {params.init} --out-dir {params.out_dir} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cli} {params.argv} > {log} 2>&1"
+
+
+# batch_rows: a seed's runs of every method in one job (one interpreter start; each run keeps its own log)
+rule ssdml_train_seed:
+    input:
+        raw=lambda w: ssdml_raw(w.ssdml_dataset),
+        init=lambda w: ssdml_init(w.ssdml_dataset),
+        split=f"{SSDML_ROOT}/{{ssdml_dataset}}/splits/seed{{ssdml_seed}}.json",
+    output:
+        metrics=[f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{m}/metrics.json" for m in ssdml_batch_methods()],
+        history=[f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{m}/history.csv" for m in ssdml_batch_methods()],
+        model=[f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/{m}/model.pt" for m in ssdml_batch_methods()],
+    wildcard_constraints:
+        ssdml_dataset="|".join(SSDML_BATCHED) or "no-batched-dataset",
+    params:
+        cli=DMLREPRO,
+        jobs=lambda w: ssdml_batch_jobs([ssdml_run_argv(w.ssdml_dataset, w.ssdml_seed, m) for m in ssdml_batch_methods()]),
+    log:
+        f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/batch.log",
+    benchmark:
+        f"benchmarks/logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/batch.tsv"
+    threads: lambda w: ssdml_resource(w.ssdml_dataset, "cpus", 1)
+    resources:
+        gpu=lambda w: int(ssdml_device(w.ssdml_dataset) != "cpu"),
+        mem_mb=lambda w: ssdml_resource(w.ssdml_dataset, "mem_mb", 8000),
+        runtime=lambda w: len(ssdml_batch_methods()) * ssdml_resource(w.ssdml_dataset, "runtime", 240),
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} batch --jobs {params.jobs:q} > {log} 2>&1"
+
+
+# a batched seed's runs come from its batch job, a method scoped to fewer datasets from its own
+ruleorder: ssdml_train_seed > ssdml_train
 
 
 rule ssdml_initial:
@@ -133,11 +160,7 @@ rule ssdml_alpha:
         history=f"{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/alpha/{{ssdml_alpha}}/history.csv",
     params:
         cli=DMLREPRO,
-        cfg=lambda w: json.dumps(ssdml_alpha_params(w.ssdml_dataset, w.ssdml_alpha), sort_keys=True),
-        ks=lambda w: ssdml_ks(w.ssdml_dataset),
-        device=lambda w: ssdml_device(w.ssdml_dataset),
-        init=lambda w: ssdml_init_arg(w.ssdml_dataset),
-        out_dir=subpath(output.metrics, parent=True),
+        argv=lambda w: shlex.join(ssdml_alpha_argv(w.ssdml_dataset, w.ssdml_seed, w.ssdml_alpha)),
     log:
         f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/alpha/{{ssdml_alpha}}.log",
     benchmark:
@@ -150,14 +173,40 @@ rule ssdml_alpha:
     conda:
         "../../envs/train.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} ssdml-train --dataset {wildcards.ssdml_dataset}"
-        " --raw-root resources/images --split {input.split} --seed {wildcards.ssdml_seed}"
-        " --method ours --params {params.cfg:q} --recall-ks {params.ks}"
-        " --device {params.device} {params.init} --out-dir {params.out_dir} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.cli} {params.argv} > {log} 2>&1"
 
 
 if ssdml_figure2():
     _FIG2 = ssdml_figure2()
+
+    if _FIG2["dataset"] in SSDML_BATCHED:
+        # batch_rows: the α sweep in one job (one interpreter start; each run keeps its own log)
+        rule ssdml_alpha_sweep:
+            input:
+                raw=ssdml_raw(_FIG2["dataset"]),
+                init=ssdml_init(_FIG2["dataset"]),
+                split=ssdml_split(_FIG2["dataset"], _FIG2["seed"]),
+            output:
+                metrics=ssdml_alpha_metrics(),
+                history=[p.replace("metrics.json", "history.csv") for p in ssdml_alpha_metrics()],
+            params:
+                cli=DMLREPRO,
+                jobs=ssdml_batch_jobs([ssdml_alpha_argv(_FIG2["dataset"], _FIG2["seed"], a) for a in ssdml_alphas()]),
+            log:
+                f"logs/{SSDML_ROOT}/{_FIG2['dataset']}/seed{_FIG2['seed']}/alpha/batch.log",
+            benchmark:
+                f"benchmarks/logs/{SSDML_ROOT}/{_FIG2['dataset']}/seed{_FIG2['seed']}/alpha/batch.tsv"
+            threads: ssdml_resource(_FIG2["dataset"], "cpus", 1)
+            resources:
+                gpu=int(ssdml_device(_FIG2["dataset"]) != "cpu"),
+                mem_mb=ssdml_resource(_FIG2["dataset"], "mem_mb", 8000),
+                runtime=len(ssdml_alphas()) * ssdml_resource(_FIG2["dataset"], "runtime", 240),
+            conda:
+                "../../envs/train.yaml"
+            shell:
+                "OMP_NUM_THREADS={threads} {params.cli} batch --jobs {params.jobs:q} > {log} 2>&1"
+
+        ruleorder: ssdml_alpha_sweep > ssdml_alpha
 
     rule ssdml_figure2:
         input:

@@ -7,6 +7,7 @@ validate(SSDML, "../../schemas/papers/ssdml.schema.yaml")
 
 SSDML_ROOT = "results/ssdml"
 SSDML_SEEDS = SSDML["seeds"]
+SSDML_BATCHED = SSDML.get("batch_rows", [])
 
 
 def ssdml_cfg(dataset):
@@ -60,6 +61,40 @@ def ssdml_method_datasets(method):
     return [d for d in SSDML["datasets"] if d in SSDML["methods"][method].get("datasets", SSDML["datasets"])]
 
 
+def ssdml_batch_methods():
+    """The methods a batched seed trains in one job: those on every batch_rows dataset (a method
+    scoped to fewer datasets keeps one job per run there)."""
+    return [m for m in SSDML["methods"] if all(d in ssdml_method_datasets(m) for d in SSDML_BATCHED)]
+
+
+def ssdml_split(dataset, seed):
+    return f"{SSDML_ROOT}/{dataset}/splits/seed{seed}.json"
+
+
+def ssdml_train_argv(dataset, seed, method, params, out_dir):
+    """One run's ``dmlrepro ssdml-train`` arguments (its own job, or one of a batch)."""
+    return (["ssdml-train", "--dataset", dataset, "--raw-root", "resources/images", "--split", ssdml_split(dataset, seed),
+             "--seed", str(seed), "--method", method, "--params", json.dumps(params, sort_keys=True),
+             "--recall-ks", *ssdml_ks(dataset).split(), "--device", ssdml_device(dataset)]
+            + ssdml_init_arg(dataset).split() + ["--out-dir", out_dir])
+
+
+def ssdml_run_argv(dataset, seed, method):
+    """A Table 1 run's arguments."""
+    return ssdml_train_argv(dataset, seed, method, ssdml_params(dataset, method), ssdml_run_dir(dataset, seed, method))
+
+
+def ssdml_alpha_argv(dataset, seed, alpha):
+    """Figure 2's α run's arguments: Ours with α replaced (ssdml_alpha_params)."""
+    return ssdml_train_argv(dataset, seed, "ours", ssdml_alpha_params(dataset, alpha),
+                            f"{SSDML_ROOT}/{dataset}/seed{seed}/alpha/{alpha}")
+
+
+def ssdml_batch_jobs(argvs):
+    """``dmlrepro batch --jobs``: each run with the log its own job would write (logs/<out-dir>.log)."""
+    return json.dumps([{"argv": argv, "log": f"logs/{argv[-1]}.log"} for argv in argvs])
+
+
 def ssdml_metrics():
     out = []
     for d in SSDML["datasets"]:
@@ -69,8 +104,12 @@ def ssdml_metrics():
     return out
 
 
+def ssdml_run_dir(dataset, seed, method):
+    return f"{SSDML_ROOT}/{dataset}/seed{seed}/{method}"
+
+
 def ssdml_run_file(dataset, seed, method, name):
-    return f"{SSDML_ROOT}/{dataset}/seed{seed}/{method}/{name}"
+    return f"{ssdml_run_dir(dataset, seed, method)}/{name}"
 
 
 def ssdml_figure2():
@@ -89,9 +128,13 @@ def ssdml_alpha_params(dataset, alpha):
     return params
 
 
+def ssdml_alphas():
+    return [f"{a:g}" for a in ssdml_figure2()["alphas"]]
+
+
 def ssdml_alpha_metrics():
     fig = ssdml_figure2()
-    return [f"{SSDML_ROOT}/{fig['dataset']}/seed{fig['seed']}/alpha/{a:g}/metrics.json" for a in fig["alphas"]]
+    return [f"{SSDML_ROOT}/{fig['dataset']}/seed{fig['seed']}/alpha/{a}/metrics.json" for a in ssdml_alphas()]
 
 
 def ssdml_tuning():

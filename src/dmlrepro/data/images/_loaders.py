@@ -29,7 +29,7 @@ import pickle
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,27 @@ from dmlrepro.data.images.catalog import IMAGE_DATASETS, get_image_dataset_spec
 
 # role -> the file whose content defines that role's images (named by count errors)
 RoleFiles = dict[str, Path]
+T = TypeVar("T")
+
+# Decoded files kept for the interpreter's life, per (resolved path, mtime, size): the runs of a
+# `dmlrepro batch` decompress and decode a dataset's files once. What is kept is immutable (bytes,
+# read-only arrays); every index is built afresh from it, so no run sees another's changes.
+_DECODED: dict[tuple[str, int, int], object] = {}
+_DECODED_MAX = 8
+
+
+def _cached(path: Path, decode: Callable[[Path], T]) -> T:
+    """``decode(path)``, decoded once per version of the file (a rewritten file is read again)."""
+    try:
+        st = path.stat()
+    except OSError:  # missing: the decoder names it
+        return decode(path)
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _DECODED:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[key] = decode(path)
+    return _DECODED[key]  # type: ignore[return-value]
 
 
 def _missing(path: Path, what: str, hint: str) -> DmlReproError:
@@ -57,8 +78,13 @@ _IDX_UINT8 = 0x08
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An idx(.gz) file (LeCun's MNIST format) as a uint8 array; a bad header or a short body is a
-    :class:`DmlReproError` naming the file."""
+    """An idx(.gz) file (LeCun's MNIST format) as a read-only uint8 array, decoded once per version
+    of the file in an interpreter; a bad header or a short body is a :class:`DmlReproError` naming
+    the file."""
+    return _cached(Path(path), _decode_idx)
+
+
+def _decode_idx(path: Path) -> np.ndarray:
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except FileNotFoundError:
@@ -73,7 +99,9 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) != header + int(np.prod(dims)):
         raise DmlReproError(f"{path}: idx header says shape {tuple(dims)} ({int(np.prod(dims))} bytes) "
                             f"but the body has {len(data) - header} bytes")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    array = np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+    array.flags.writeable = False
+    return array
 
 
 def _read_mnist_like(name: str, folder: Path) -> tuple[ImageIndex, RoleFiles]:
@@ -112,19 +140,26 @@ def _unpickle_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
+def _read_cifar_members(tar_path: Path) -> dict[str, bytes]:
+    """The batch pickles' bytes in ``cifar-10-python.tar.gz``, by member name."""
+    wanted = {f"{_CIFAR_DIR}/{b}" for _, batches in _CIFAR_BATCHES for b in batches}
+    members: dict[str, bytes] = {}
+    try:
+        with tarfile.open(tar_path, "r:gz") as tar:
+            for info in tar:
+                if info.name in wanted and info.isfile():
+                    members[info.name] = tar.extractfile(info).read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise DmlReproError(f"{tar_path}: cannot read the archive (truncated or damaged?): {exc}") from exc
+    return members
+
+
 def _read_cifar10(name: str, folder: Path) -> tuple[ImageIndex, RoleFiles]:
     tar_path = folder / "cifar-10-python.tar.gz"
-    members: dict[str, bytes] = {}
     wanted = {f"{_CIFAR_DIR}/{b}" for _, batches in _CIFAR_BATCHES for b in batches}
     if tar_path.is_file():
         source = tar_path
-        try:
-            with tarfile.open(tar_path, "r:gz") as tar:
-                for info in tar:
-                    if info.name in wanted and info.isfile():
-                        members[info.name] = tar.extractfile(info).read()
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise DmlReproError(f"{tar_path}: cannot read the archive (truncated or damaged?): {exc}") from exc
+        members = dict(_cached(tar_path, _read_cifar_members))
     elif (folder / _CIFAR_DIR).is_dir():
         source = folder / _CIFAR_DIR
         members = {m: (folder / m).read_bytes() for m in wanted if (folder / m).is_file()}
