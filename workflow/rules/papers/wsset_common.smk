@@ -413,9 +413,11 @@ def table_batches():
 
 def study_batches(study):
     """{(dataset, split): the runs of a figure study on that split, every point and method}."""
-    cfg = WSSET_STUDIES.get(study) or {}
+    cfg = WSSET_STUDIES.get(study)
+    if not cfg:
+        return {}
     methods = [m for m in cfg["methods"] if is_trained(m)] if study == "small_data" else ["wsset"]  # Fig. 6: WSSET's c
-    datasets = cfg.get("datasets", [cfg["dataset"]] if "dataset" in cfg else [])
+    datasets = cfg["datasets"] if study == "small_data" else [cfg["dataset"]]
     return {(d, s): [run for p in cfg.get("points", {}) for run in with_bases(d, s, methods, p)]
             for d in datasets for s in range(cfg.get("splits", 1))}
 
