@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 from conftest import REPO_ROOT as REPO, dry_run_train_commands
 from test_workflow import expected_training_runs, job_counts, repo_like_workdir, snakemake, wsset_batch_counts
@@ -99,3 +100,27 @@ def test_default_batches_each_split_and_plans_each_run_as_its_own_job_would(tmp_
         in_batches += out_dirs
     assert sorted(in_batches) == sorted(runs | studies)  # every run in exactly one batch
     assert "results/wsset/bbcsport/split0/ours_int" in in_batches and "results/wsset/twitter/c7/split1/wsset" in in_batches
+
+
+@pytest.mark.slow
+def test_a_batch_job_runs_through_snakemake_and_writes_every_runs_files(tmp_path, shared_data):
+    """A real run of one batch job (tiny BBCSport, WSSET then Ours+Int.): Snakemake finds every
+    declared output, each run has its own log, the transfer stage read its base's model."""
+    from test_workflow import TINY_WSSET
+    wsset = json.loads(json.dumps(TINY_WSSET))
+    wsset |= {"datasets": {"bbcsport": {**wsset["datasets"]["bbcsport"], "splits": {"n": 1, "seed": 0}}},
+              "methods": ["wsset", "ours_int"], "method_scope": {}, "studies": {}, "batch_runs": True}
+    wsset["datasets"]["bbcsport"].pop("external")
+    cfg = {"data": {"mirror": str(shared_data), "allow_download": False}, "papers": {"wsset": wsset}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = snakemake(tmp_path, "results/wsset/bbcsport/split0/ours_int/metrics.json", "--cores", "1",
+                    "--configfile", str(tmp_path / "c.yaml"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "train_split_batch" in res.stderr and "train_embedder" not in res.stderr
+    for method in ("wsset", "ours_int"):
+        for name in ("model.pt", "history.csv", "embeddings.npy", "metrics.json"):
+            assert (tmp_path / "results/wsset/bbcsport/split0" / method / name).exists(), (method, name)
+        assert "test kNN accuracy" in (tmp_path / "logs/bbcsport/split0" / method / "train.log").read_text()
+    # the batch logs each command in its run's log: Ours+Int. started from the model WSSET wrote before it
+    assert "--init-model results/wsset/bbcsport/split0/wsset/model.pt" in (
+        tmp_path / "logs/bbcsport/split0/ours_int/train.log").read_text()
