@@ -84,3 +84,25 @@ def make_stand_in(root: Path, shared_data: Path, *, val_fraction: float, every: 
     fit, val, test = every
     ImageSplit(fit=split.fit[::fit], val=split.val[::val], test=split.test[::test]).save(root / "split.json")
     return root
+
+
+def dry_run_train_commands(output: str) -> dict[str, dict]:
+    """Every WSSET ``dmlrepro train`` command of a ``snakemake -n -p`` run, by its --out-dir:
+    ``{"argv": [...], "log": path}``, whether it is a job of its own or one command of a
+    ``dmlrepro batch`` job (papers.wsset.batch_runs)."""
+    import json
+    import shlex
+    commands = {}
+    for line in output.splitlines():
+        if " -m dmlrepro train " not in line and " -m dmlrepro batch " not in line:
+            continue
+        words = shlex.split(line.removeprefix("Shell command: "))
+        words = words[words.index("dmlrepro") + 1:]
+        argv, log = (words[:words.index(">")], words[words.index(">") + 1]) if ">" in words else (words, None)
+        jobs = json.loads(argv[argv.index("--jobs") + 1]) if argv[0] == "batch" else [{"argv": argv, "log": log}]
+        for job in jobs:
+            if job["argv"][0] == "train":
+                out_dir = job["argv"][job["argv"].index("--out-dir") + 1]
+                assert out_dir not in commands, f"{out_dir} planned twice"
+                commands[out_dir] = job
+    return commands

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import dry_run_train_commands
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile")]
@@ -165,9 +166,36 @@ def image_paper_counts(cfg: dict) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
+def wsset_batch_counts(wsset: dict) -> dict[str, int]:
+    """papers.wsset.batch_runs: one job per split of Tables I/II (one rule per distinct set of runs,
+    numbered in dataset and split order) and one per split of each figure study."""
+    from dmlrepro.papers.wsset.methods import TRAINED_METHODS, transfer_chain
+    sets: dict[tuple, int] = {}
+    for ds, ds_cfg in wsset["datasets"].items():
+        for split in range(ds_cfg["splits"]["n"]):
+            scoped = [m for m in wsset["methods"] if m in TRAINED_METHODS
+                      and ds in wsset.get("method_scope", {}).get(m, {}).get("datasets", [ds])
+                      and split < wsset.get("method_scope", {}).get(m, {}).get("splits", ds_cfg["splits"]["n"])]
+            runs = tuple(dict.fromkeys(stage for m in scoped for stage in transfer_chain(m)))
+            if runs:
+                sets[runs] = sets.get(runs, 0) + 1
+    counts = {"train_split_batch" + (f"_{i}" if len(sets) > 1 else ""): n for i, n in enumerate(sets.values(), start=1)}
+    studies = wsset.get("studies", {})
+    if studies.get("small_data"):
+        counts["train_small_data_batch"] = len(studies["small_data"]["datasets"]) * studies["small_data"].get("splits", 1)
+    if studies.get("c_grid"):
+        counts["train_c_grid_batch"] = studies["c_grid"].get("splits", 1)
+    return counts
+
+
 def with_image_papers(wsset_counts: dict[str, int], cfg: dict) -> dict[str, int]:
-    """WSSET's counts plus the image papers' jobs."""
+    """WSSET's counts (its runs batched where papers.wsset.batch_runs says) plus the image papers' jobs."""
     counts = dict(wsset_counts)
+    wsset = cfg.get("papers", {}).get("wsset", {})
+    if wsset.get("batch_runs"):
+        counts["total"] -= counts.pop("train_embedder", 0) + counts.pop("train_study_embedder", 0)
+        counts |= wsset_batch_counts(wsset)
+        counts["total"] += sum(wsset_batch_counts(wsset).values())
     for rule, n in image_paper_counts(cfg).items():
         if not n:  # a rule with no job is not listed by snakemake
             continue
@@ -317,7 +345,9 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
     counts = job_counts(res.stdout)
     assert counts == with_image_papers(DEFAULT_JOB_COUNTS, cfg)
     runs, studies = expected_training_runs(cfg["papers"]["wsset"])
-    assert counts["train_embedder"] == len(runs) and counts["train_study_embedder"] == len(studies)
+    commands = dry_run_train_commands(res.stdout)  # batch_runs: each run one command of its split's batch
+    bases = {f"results/wsset/{d['external']}/external_base" for d in cfg["papers"]["wsset"]["datasets"].values()}
+    assert set(commands) == runs | studies | bases
     assert counts["evaluate_wmd_knn"] == 2 * 5 and "bert_finetune" not in counts
     for run in runs | studies:
         assert f"{run}/metrics.json" in res.stdout, run
@@ -338,13 +368,11 @@ def test_default_config_targets_table_rows_and_figures(tmp_path):
         for s in range(small["splits"]) for m in small["methods"]]
     assert {r["metrics"] for r in manifests["c-grid"]} <= {f"{run}/metrics.json" for run in studies}
     for r in manifests["small-data"]:  # the trainer and the data note read the same setting
-        job = next(j for j in res.stdout.split("rule train_study_embedder:")[1:]
-                   if r["metrics"] in j.split("\n\n", 1)[0])
-        assert f"--samples-per-class {r['setting']} " in job
-        assert f"{r['setting']} train documents per class on average'" in job
-    c7 = next(j for j in res.stdout.split("rule train_study_embedder:")[1:]
-              if "results/wsset/twitter/c7/split0/wsset/model.pt" in j.split("\n\n", 1)[0])
-    assert '"c": 7.0' in c7 and "c = 7" in c7
+        argv = commands[r["metrics"].removesuffix("/metrics.json")]["argv"]
+        assert argv[argv.index("--samples-per-class") + 1] == str(r["setting"])
+        assert argv[-1].endswith(f"{r['setting']} train documents per class on average")
+    c7 = commands["results/wsset/twitter/c7/split0/wsset"]["argv"]
+    assert json.loads(c7[c7.index("--params") + 1])["method_params"]["c"] == 7.0 and c7[-1] == "--data-note=c = 7"
     # paper 004 on the stand-ins: 7 rows x 3 seeds x {Fashion-MNIST, MNIST}; Fashion-MNIST from the image
     # foundation's pretrained LeNet and Initial rows (one pretraining), MNIST from its own (Fashion-MNIST)
     # ... each seed's seven rows in one job (batch_rows), each row with its own --out-dir and log
@@ -404,7 +432,7 @@ def test_no_arguments_run_the_embedded_default_and_config_overrides_apply(tmp_pa
     res = snakemake(workdir, "-n", "--config", "papers={wsset: {methods: [wmd_knn, wsset]}}")
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
-    assert counts["train_embedder"] == 2 * 5 and counts["train_study_embedder"] == 40
+    assert counts["train_split_batch"] == 2 * 5 and counts["train_small_data_batch"] == counts["train_c_grid_batch"] == 2
     # ... and over a --configfile
     res = snakemake(workdir, "-n", "--configfile", "config/quick.yaml", "--config", "papers={wsset: {methods: [wsset]}}")
     assert res.returncode == 0, res.stderr

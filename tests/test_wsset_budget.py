@@ -253,13 +253,16 @@ def test_budget_config_plans_exactly_the_study(tmp_path):
 
 
 def test_embedded_default_plans_no_budget_job_and_no_monitor(tmp_path):
-    from test_workflow import DEFAULT_JOB_COUNTS, with_image_papers
+    from conftest import dry_run_train_commands
+    from test_workflow import DEFAULT_JOB_COUNTS, expected_training_runs, with_image_papers
     res = snakemake(repo_like_workdir(tmp_path), "-n", "-p")
     assert res.returncode == 0, res.stderr
     counts = job_counts(res.stdout)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert counts == with_image_papers(DEFAULT_JOB_COUNTS, cfg)
     assert not re.search(r"results/wsset/\w+/budget/|rule budget_figure|results/wsset/figures/budget", res.stdout)
-    wsset_train = [line for line in res.stdout.splitlines() if " -m dmlrepro train " in line]
-    assert len(wsset_train) == counts["train_embedder"] + counts["train_study_embedder"] + counts["train_external_base"]
-    assert not any("monitor_test" in line for line in wsset_train) and "train_budget_embedder" not in counts
+    runs, studies = expected_training_runs(cfg["papers"]["wsset"])
+    wsset_train = dry_run_train_commands(res.stdout)  # batch_runs: the runs inside the batch jobs
+    assert len(wsset_train) == len(runs | studies) + counts["train_external_base"]
+    assert not any("monitor_test" in arg for job in wsset_train.values() for arg in job["argv"])
+    assert "train_budget_embedder" not in counts

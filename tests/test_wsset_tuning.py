@@ -138,17 +138,19 @@ def dry_run_commands(tmp_path: Path, cfg: dict) -> str:
 
 
 def train_schedules(output: str) -> dict[tuple[str, str], tuple[float, int, str | None]]:
-    """(dataset/split, method) -> (lr, epochs, tuned file) of every `dmlrepro train` in a dry run."""
+    """(dataset/split, method) -> (lr, epochs, tuned file) of every `dmlrepro train` of a split in a
+    dry run, a job of its own or one command of a batch (batch_runs)."""
+    from conftest import dry_run_train_commands
     out = {}
-    for line in output.splitlines():
-        if " -m dmlrepro train " not in line or "--split " not in line:
+    for out_dir, job in dry_run_train_commands(output).items():
+        argv = job["argv"]
+        if "--split" not in argv:  # an external base (--all-documents)
             continue
-        method = re.search(r"--method (\w+)", line).group(1)
-        where = re.search(r"--out-dir results/wsset/([\w/]+)/" + method, line).group(1)
-        train = json.loads(re.search(r"--params '(.*?)' --out-dir", line).group(1))
+        where, method = out_dir.removeprefix("results/wsset/").rsplit("/", 1)
+        train = json.loads(argv[argv.index("--params") + 1])
         assert "train" not in train["method_params"]  # the trainer never sees the override
-        tuned = re.search(r"--tuned (\S+)", line)
-        out[(where, method)] = (train["train"]["lr"], train["train"]["epochs"], tuned.group(1) if tuned else None)
+        tuned = argv[argv.index("--tuned") + 1] if "--tuned" in argv else None
+        out[(where, method)] = (train["train"]["lr"], train["train"]["epochs"], tuned)
     return out
 
 

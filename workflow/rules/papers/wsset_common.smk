@@ -1,6 +1,7 @@
 # papers.wsset: config access and the paths WSSET's rules read and write (functions only). Its
 # outputs live under results/wsset/: <dataset>/{pointsets,splits}.npz, emd.npy, split<k>/<method>/,
 # the figure studies' runs, tables/, figures/, query_time/.
+import collections
 import re
 
 from dmlrepro.data.catalog import DATASETS as CATALOG_DATASETS, RAW_FILES, STOP_WORDS_115, WORD_VECTORS, raw_files_for
@@ -192,13 +193,6 @@ def study_method_params(method, point=""):
     return params
 
 
-def train_params(wildcards):
-    return json.dumps({"method_params": study_method_params(wildcards.method, wildcards.get("point", "")),
-                       "model": architecture_cfg(wildcards.method),
-                       "train": method_train_cfg(wildcards.method, wildcards.dataset)},
-                      sort_keys=True)
-
-
 def schedule_overrides():
     """Table methods whose runs do not train with ``config['train']`` as is, for the tables' notes:
     {method: {lr, epochs}} from method_params.<m>.train, or the search's file under tuning.apply."""
@@ -250,57 +244,29 @@ def external_corpus(dataset):
     return corpus
 
 
-def run_base(wildcards):
-    point = wildcards.get("point")
-    if point:
-        return f"results/wsset/{wildcards.dataset}/{point}/split{wildcards.split}"
-    return f"results/wsset/{wildcards.dataset}/split{wildcards.split}"
-
-
-def train_inputs(wildcards):
-    """Pointsets and splits; the EMD matrix for EMD-based methods; the model a transfer stage starts from."""
-    spec = method_spec(wildcards.method)
-    inputs = {"pointsets": f"results/wsset/{wildcards.dataset}/pointsets.npz",
-              "splits": f"results/wsset/{wildcards.dataset}/splits.npz"}
-    if spec.uses_emd:
-        inputs["emd"] = f"results/wsset/{wildcards.dataset}/emd.npy"
-    if spec.init_from:
-        inputs["init"] = f"{run_base(wildcards)}/{spec.init_from}/model.pt"
-    if spec.external_init:
-        inputs["init"] = f"results/wsset/{external_corpus(wildcards.dataset)}/external_base/model.pt"
-    if tuned_result(wildcards.dataset, wildcards.method):
-        inputs["tuned"] = tuned_result(wildcards.dataset, wildcards.method)
-    return inputs
-
-
-def train_flags(wildcards, input):
-    flags = []
-    if "emd" in input.keys():
-        flags.append(f"--emd {input.emd}")
-    if "init" in input.keys():
-        flags.append(f"--init-model {input.init}")
-    if "tuned" in input.keys():
-        flags.append(f"--tuned {input.tuned}")
-    flags.append(study_flags(wildcards))
-    return " ".join(flags)
-
-
 def study_flags(wildcards):
-    """The command-line flag of a Fig. 4 point (its samples per class), for the trainer and for BERT alike."""
-    point = wildcards.get("point", "")
-    return f"--samples-per-class {point_setting(point)}" if point and point_study(point) == "small_data" else ""
+    """The command-line flag of a Fig. 4 point (its samples per class), for BERT (a run: train_argv)."""
+    return " ".join(samples_flag(wildcards.get("point", "")))
+
+
+def samples_flag(point):
+    """A Fig. 4 point's samples per class, as command-line arguments (none elsewhere)."""
+    return ["--samples-per-class", f"{point_setting(point)}"] if point and point_study(point) == "small_data" else []
 
 
 def data_note(wildcards):
+    """BERT's row note (a trained run's: run_note)."""
+    return note(wildcards.dataset, wildcards.get("method", "bert_base"), wildcards.get("point", ""))
+
+
+def note(dataset, method, point=""):
     """What a row used beyond its dataset: the external corpus of Ours+Ext., the study setting."""
     notes = []
-    method = wildcards.get("method", "bert_base")
     if method in TRAINED_METHODS and any(method_spec(m).external_init for m in transfer_chain(method)):
-        corpus = external_corpus(wildcards.dataset)
+        corpus = external_corpus(dataset)
         cfg = dataset_cfg(corpus)
         size = f", {cfg['max_documents']} documents" if cfg.get("max_documents") else ""
         notes.append(f"external corpus: {catalog_name(corpus)}{size}")
-    point = wildcards.get("point", "")
     if point and point_study(point) == "small_data":
         notes.append(f"{point_setting(point)} train documents per class on average")
     elif point:
@@ -309,7 +275,94 @@ def data_note(wildcards):
 
 
 def recall_ks(wildcards):
-    return WSSET["evaluation"].get("recall_ks", {}).get(wildcards.dataset, [1, 5, 10])
+    return dataset_recall_ks(wildcards.dataset)
+
+
+def dataset_recall_ks(dataset):
+    return WSSET["evaluation"].get("recall_ks", {}).get(dataset, [1, 5, 10])
+
+
+# --------------------------------------------------------------- one trained run and its command
+# A trained run is (dataset, split, method) of Tables I/II, at a figure study's point (Figs. 4 and 6:
+# `point`, its key) or of a training-budget encoder (`encoder`). Its inputs, directory, log and
+# `dmlrepro train` arguments come from the functions below only, whether the run is a job of its own
+# (train.smk: train_embedder and the rules that reuse it) or one command of a batch (batch_runs).
+WssetRun = collections.namedtuple("WssetRun", ["dataset", "split", "method", "point", "encoder"], defaults=["", ""])
+
+
+def run_of(wildcards):
+    """The run a job of train_embedder (or of a rule reusing it) trains, from its wildcards."""
+    return WssetRun(wildcards.dataset, int(wildcards.split), wildcards.method, wildcards.get("point", ""),
+                    wildcards.get("encoder", ""))
+
+
+def split_dir(dataset, split, point=""):
+    """The directory of one split's runs: results/wsset/<dataset>[/<point>]/split<k>."""
+    return f"results/wsset/{dataset}/{point}/split{split}" if point else f"results/wsset/{dataset}/split{split}"
+
+
+def run_dir(run):
+    if run.encoder:
+        return f"results/wsset/{run.dataset}/budget/{run.encoder}/split{run.split}/{run.method}"
+    return f"{split_dir(run.dataset, run.split, run.point)}/{run.method}"
+
+
+def run_log(run):
+    """logs/ mirrors results/wsset/: logs/<dataset>[/<point> | /budget/<encoder>]/split<k>/<method>/train.log."""
+    return f"logs/{run_dir(run).removeprefix('results/wsset/')}/train.log"
+
+
+def run_outputs(run):
+    return {name: f"{run_dir(run)}/{file}" for name, file in RUN_FILES.items()}
+
+
+RUN_FILES = {"model": "model.pt", "history": "history.csv", "embeddings": "embeddings.npy", "metrics": "metrics.json"}
+
+
+def run_inputs(run):
+    """Pointsets and splits; the EMD matrix for EMD-based methods; the model a transfer stage starts
+    from (a budget run's: the Table I/II run of its split); a validation search's choice (tuning.apply)."""
+    spec = method_spec(run.method)
+    inputs = {"pointsets": f"results/wsset/{run.dataset}/pointsets.npz",
+              "splits": f"results/wsset/{run.dataset}/splits.npz"}
+    if spec.uses_emd:
+        inputs["emd"] = f"results/wsset/{run.dataset}/emd.npy"
+    if spec.init_from:
+        inputs["init"] = f"{split_dir(run.dataset, run.split, run.point)}/{spec.init_from}/model.pt"
+    if spec.external_init:
+        inputs["init"] = f"results/wsset/{external_corpus(run.dataset)}/external_base/model.pt"
+    if tuned_result(run.dataset, run.method):
+        inputs["tuned"] = tuned_result(run.dataset, run.method)
+    return inputs
+
+
+def train_params(run):
+    """The run's --params: the method's parameters (at a Fig. 6 point, its c), encoder and schedule; a
+    budget run's encoder overrides (by its key) and largest budget on top."""
+    params = {"method_params": study_method_params(run.method, run.point), "model": architecture_cfg(run.method),
+              "train": method_train_cfg(run.method, run.dataset)}
+    if run.encoder:
+        from dmlrepro.papers.wsset.studies import budget_train, encoder_model
+
+        params["model"] = encoder_model(params["model"], WSSET_STUDIES["budget"], run.encoder)
+        params["train"] = budget_train(params["train"], WSSET_STUDIES["budget"], run.encoder, run.dataset)
+    return json.dumps(params, sort_keys=True)
+
+
+def run_note(run):
+    return f"budget study, encoder {run.encoder}" if run.encoder else note(run.dataset, run.method, run.point)
+
+
+def train_argv(run, threads):
+    """The run's `dmlrepro train` arguments: it trains, then scores itself on its test split."""
+    inputs, out_dir = run_inputs(run), run_dir(run)
+    options = {"emd": "--emd", "init": "--init-model", "tuned": "--tuned"}
+    flags = [arg for key, option in options.items() if key in inputs for arg in (option, inputs[key])]
+    return ["train", "--dataset", run.dataset, "--method", run.method, "--split", str(run.split),
+            "--pointsets", inputs["pointsets"], "--splits", inputs["splits"], *flags, *samples_flag(run.point),
+            "--params", train_params(run), "--out-dir", out_dir, "--threads", str(threads),
+            "--metrics-out", run_outputs(run)["metrics"], "--recall-ks", *map(str, dataset_recall_ks(run.dataset)),
+            "--knn-k", str(WSSET["evaluation"].get("knn_k", 10)), f"--data-note={run_note(run)}"]
 
 
 def method_runs(method):
@@ -322,6 +375,97 @@ def method_runs(method):
 
 def run_dirs():
     return [f"results/wsset/{d}/split{s}/{m}" for m in WSSET["methods"] for d, s in method_runs(m)]
+
+
+# ---------------------------------------------- batched runs (papers.wsset.batch_runs, train.smk)
+# With batch_runs, the trained runs of one split of Tables I/II are one job, and so are the runs of
+# one split of a figure study (all its points and methods): `dmlrepro batch` runs their commands
+# (train_argv, each with its own log) in one interpreter, so torch, PML, scikit-learn and torch's
+# compiler are imported once per batch instead of once per run (docs/workflow.md). A batch rule is
+# one set of runs per split: Tables I/II get one rule per distinct set (method_scope makes the sets
+# differ between splits), named by its wildcard, `{dataset_split}` (e.g. bbcsport/split0); a study's
+# batches share one rule, `{dataset}` x `{split}`.
+BatchRule = collections.namedtuple("BatchRule", ["name", "single_rule", "where", "dirs", "constraints", "batches"])
+
+
+def with_bases(dataset, split, methods, point=""):
+    """The runs of ``methods`` on one split, each transfer stage after the run it starts from
+    (ours_int after wsset, ours_ext after wsset_ext)."""
+    runs = []
+    for method in methods:
+        for stage in transfer_chain(method):  # earliest first
+            if WssetRun(dataset, split, stage, point) not in runs:
+                runs.append(WssetRun(dataset, split, stage, point))
+    return runs
+
+
+def table_batches():
+    """{(dataset, split): its Table I/II runs, bases first}, datasets and splits in config order."""
+    scoped = {m: set(method_runs(m)) for m in WSSET["methods"] if is_trained(m)}
+    batches = {}
+    for d in WSSET_DATASETS:
+        for s in range(n_splits(d)):
+            methods = [m for m in scoped if (d, s) in scoped[m]]
+            if methods:
+                batches[(d, s)] = with_bases(d, s, methods)
+    return batches
+
+
+def study_batches(study):
+    """{(dataset, split): the runs of a figure study on that split, every point and method}."""
+    cfg = WSSET_STUDIES.get(study)
+    if not cfg:
+        return {}
+    methods = [m for m in cfg["methods"] if is_trained(m)] if study == "small_data" else ["wsset"]  # Fig. 6: WSSET's c
+    datasets = cfg["datasets"] if study == "small_data" else [cfg["dataset"]]
+    return {(d, s): [run for p in cfg.get("points", {}) for run in with_bases(d, s, methods, p)]
+            for d in datasets for s in range(cfg.get("splits", 1))}
+
+
+def batch_rules():
+    """The rules of batch_runs (none without it)."""
+    if not WSSET.get("batch_runs"):
+        return []
+    by_methods = {}  # Tables I/II: one rule per distinct set of runs
+    for (d, s), runs in table_batches().items():
+        by_methods.setdefault(tuple(r.method for r in runs), {})[(f"{d}/split{s}",)] = runs
+    rules = [BatchRule("train_split_batch" + (f"_{i}" if len(by_methods) > 1 else ""), "train_embedder",
+                       "{dataset_split}", [f"results/wsset/{{dataset_split}}/{m}" for m in methods],
+                       {"dataset_split": "|".join(re.escape(key) for (key,) in batches)}, batches)
+                 for i, (methods, batches) in enumerate(by_methods.items(), start=1)]
+    for study in STUDY_SETTING:
+        batches = {(d, str(s)): runs for (d, s), runs in study_batches(study).items() if runs}
+        if batches:
+            first = next(iter(batches.values()))
+            rules.append(BatchRule(f"train_{study}_batch", "train_study_embedder", f"{{dataset}}/{study}/split{{split}}",
+                                   [run_dir(WssetRun("{dataset}", "{split}", r.method, r.point)) for r in first],
+                                   {"dataset": "|".join(re.escape(d) for d, _ in batches),
+                                    "split": "|".join(sorted({s for _, s in batches}))}, batches))
+    return rules
+
+
+def batch_of(rule, wildcards):
+    return rule.batches[tuple(wildcards[w] for w in rule.constraints)]
+
+
+def batch_inputs(rule):
+    """A batch rule's input function: its runs' inputs but what the batch itself trains."""
+    def inputs(wildcards):
+        runs = batch_of(rule, wildcards)
+        own = {f"{run_dir(r)}/model.pt" for r in runs}
+        return [f for f in dict.fromkeys(f for r in runs for f in run_inputs(r).values()) if f not in own]
+    return inputs
+
+
+def batch_jobs(rule):
+    """A batch rule's --jobs: each run's train_argv and log, in the batch's order (bases first)."""
+    def jobs(wildcards, threads):
+        return json.dumps([{"argv": train_argv(r, threads), "log": run_log(r)} for r in batch_of(rule, wildcards)])
+    return jobs
+
+
+def batch_outputs(rule):
+    return {name: [f"{d}/{file}" for d in rule.dirs] for name, file in RUN_FILES.items()}
 
 
 # ------------------------------------------ figure studies (Figs. 4 and 6): override grids by key
@@ -378,16 +522,6 @@ def budget_runs():
 
     study = WSSET_STUDIES.get("budget")
     return runs(study, {d: n_splits(d) for d in study["datasets"]}) if study else []
-
-
-def budget_train_params(wildcards):
-    """train_params with the encoder's model overrides (by its key) and the largest budget."""
-    from dmlrepro.papers.wsset.studies import budget_train, encoder_model
-
-    params = json.loads(train_params(wildcards))
-    params["model"] = encoder_model(params["model"], WSSET_STUDIES["budget"], wildcards.encoder)
-    params["train"] = budget_train(params["train"], WSSET_STUDIES["budget"], wildcards.encoder, wildcards.dataset)
-    return json.dumps(params, sort_keys=True)
 
 
 def budget_manifest(wildcards=None):

@@ -1,83 +1,97 @@
 # Stage 3: train one embedder per dataset x split x method (checkpointed, resumable), and score it
 # on its test split in the same job (metrics.json, as the evaluate command; one interpreter start
 # per run instead of two). Transfer stages (Ours+Int., Ours+Ext.) take their starting model as input.
+# A run's paths, inputs and command come from wsset_common.smk (run_outputs, run_log, run_inputs,
+# train_argv), shared with the batched runs below: results/wsset/{dataset}/split{split}/{method}/
+# {model.pt, history.csv, embeddings.npy, metrics.json}, logged to logs/{dataset}/split{split}/{method}/train.log.
 
 
 rule train_embedder:
     input:
-        unpack(train_inputs),
+        unpack(lambda w: run_inputs(run_of(w))),
     output:
-        model="results/wsset/{dataset}/split{split}/{method}/model.pt",
-        history="results/wsset/{dataset}/split{split}/{method}/history.csv",
-        embeddings="results/wsset/{dataset}/split{split}/{method}/embeddings.npy",
-        metrics="results/wsset/{dataset}/split{split}/{method}/metrics.json",
+        **run_outputs(WssetRun("{dataset}", "{split}", "{method}")),
     wildcard_constraints:
         method="|".join(TRAINED_METHODS),
     params:
         cli=DMLREPRO,
-        cfg=train_params,
-        flags=train_flags,
-        out_dir=subpath(output.model, parent=True),
-        ks=recall_ks,
-        knn_k=WSSET["evaluation"].get("knn_k", 10),
-        data_note=data_note,
+        argv=lambda w, threads: shlex.join(train_argv(run_of(w), threads)),
     threads: WSSET["train"].get("threads", 1)
     resources:
         gpu=lambda w: 1 if WSSET["train"].get("device", "cpu") != "cpu" else 0,
         runtime=1440,
     log:
-        "logs/{dataset}/split{split}/{method}/train.log",
+        run_log(WssetRun("{dataset}", "{split}", "{method}")),
     benchmark:
         "benchmarks/logs/{dataset}/split{split}/{method}/train.tsv"
     conda:
         "../../../envs/train.yaml"
     shell:
-        "{params.cli} train --dataset {wildcards.dataset} --method {wildcards.method} --split {wildcards.split}"
-        " --pointsets {input.pointsets} --splits {input.splits} {params.flags} --params {params.cfg:q}"
-        " --out-dir {params.out_dir} --threads {threads} --metrics-out {output.metrics} --recall-ks {params.ks}"
-        " --knn-k {params.knn_k} --data-note={params.data_note:q} > {log} 2>&1"
+        "{params.cli} {params.argv} > {log} 2>&1"
 
 
 # Figure studies: the same training at a study point, a smaller train set (Fig. 4) or another c
-# (Fig. 6); the run directory is named by the point's key, its setting looked up in the config
+# (Fig. 6); the run directory results/wsset/{dataset}/{point}/split{split}/{method}/ is named by
+# the point's key, its setting looked up in the config
 use rule train_embedder as train_study_embedder with:
     output:
-        model="results/wsset/{dataset}/{point}/split{split}/{method}/model.pt",
-        history="results/wsset/{dataset}/{point}/split{split}/{method}/history.csv",
-        embeddings="results/wsset/{dataset}/{point}/split{split}/{method}/embeddings.npy",
-        metrics="results/wsset/{dataset}/{point}/split{split}/{method}/metrics.json",
+        **run_outputs(WssetRun("{dataset}", "{split}", "{method}", point="{point}")),
     wildcard_constraints:
         method="|".join(TRAINED_METHODS),
         point=point_pattern("small_data", "c_grid"),
     log:
-        "logs/{dataset}/{point}/split{split}/{method}/train.log",
+        run_log(WssetRun("{dataset}", "{split}", "{method}", point="{point}")),
     benchmark:
         "benchmarks/logs/{dataset}/{point}/split{split}/{method}/train.tsv"
 
 
-# Training-budget study (papers/wsset/studies.py): one run of the largest budget per encoder, the
-# encoder's model overrides looked up by its key, the test accuracy of every epoch recorded
+# Training-budget study (papers/wsset/studies.py): one run of the largest budget per encoder
+# (results/wsset/{dataset}/budget/{encoder}/split{split}/{method}/), the encoder's model overrides
+# looked up by its key, the test accuracy of every epoch recorded
 use rule train_embedder as train_budget_embedder with:
     output:
-        model="results/wsset/{dataset}/budget/{encoder}/split{split}/{method}/model.pt",
-        history="results/wsset/{dataset}/budget/{encoder}/split{split}/{method}/history.csv",
-        embeddings="results/wsset/{dataset}/budget/{encoder}/split{split}/{method}/embeddings.npy",
-        metrics="results/wsset/{dataset}/budget/{encoder}/split{split}/{method}/metrics.json",
+        **run_outputs(WssetRun("{dataset}", "{split}", "{method}", encoder="{encoder}")),
     wildcard_constraints:
         method="|".join(TRAINED_METHODS),
         encoder="|".join(WSSET_STUDIES.get("budget", {}).get("encoders", {})) or "no-budget-study",
-    params:
-        cli=DMLREPRO,
-        cfg=budget_train_params,
-        flags=train_flags,
-        out_dir=subpath(output.model, parent=True),
-        ks=recall_ks,
-        knn_k=WSSET["evaluation"].get("knn_k", 10),
-        data_note=lambda w: f"budget study, encoder {w.encoder}",
     log:
-        "logs/{dataset}/budget/{encoder}/split{split}/{method}/train.log",
+        run_log(WssetRun("{dataset}", "{split}", "{method}", encoder="{encoder}")),
     benchmark:
         "benchmarks/logs/{dataset}/budget/{encoder}/split{split}/{method}/train.tsv"
+
+
+# batch_runs (papers.wsset.batch_runs; wsset_common.smk batch_rules): the runs of one split of
+# Tables I/II, or of one split of a figure study, in one job. `dmlrepro batch` runs each run's
+# train_argv in one interpreter, bases before their transfer stages, each run with its own log;
+# the outputs are the runs' own files, so every later rule reads what the single jobs would write.
+for batch_rule in batch_rules():
+
+    rule:
+        name:
+            batch_rule.name
+        input:
+            batch_inputs(batch_rule),
+        output:
+            **batch_outputs(batch_rule),
+        wildcard_constraints:
+            **batch_rule.constraints,
+        params:
+            cli=DMLREPRO,
+            jobs=batch_jobs(batch_rule),
+        threads: WSSET["train"].get("threads", 1)
+        resources:
+            gpu=lambda w: 1 if WSSET["train"].get("device", "cpu") != "cpu" else 0,
+            runtime=lambda w, rule=batch_rule: 1440 * len(batch_of(rule, w)),
+        log:
+            f"logs/{batch_rule.where}/batch.log",
+        benchmark:
+            f"benchmarks/logs/{batch_rule.where}/batch.tsv"
+        conda:
+            "../../../envs/train.yaml"
+        shell:
+            "{params.cli} batch --jobs {params.jobs:q} > {log} 2>&1"
+
+    workflow.ruleorder(batch_rule.name, batch_rule.single_rule)  # a batched run's files: from its batch
 
 
 # Ours+Ext. step 1: WSSET on every document of an unlabelled external corpus (no selection)
