@@ -78,6 +78,7 @@ for batch_rule in batch_rules():
         params:
             cli=DMLREPRO,
             jobs=batch_jobs(batch_rule),
+        priority: 10  # the longest jobs after the EMD shards: started first, the short ones fill in around them
         threads: WSSET["train"].get("threads", 1)
         resources:
             gpu=lambda w: 1 if WSSET["train"].get("device", "cpu") != "cpu" else 0,
