@@ -41,6 +41,7 @@ rule merge_emd:
         rwmd="results/wsset/{dataset}/rwmd.npy",
     params:
         cli=DMLREPRO,
+    priority: 50  # as its shards: every WSSET run waits for it
     log:
         "logs/{dataset}/emd_merge.log",
     conda:

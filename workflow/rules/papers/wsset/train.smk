@@ -111,6 +111,7 @@ rule train_external_base:
         cfg=lambda w: json.dumps({"method_params": study_method_params("wsset", ""), "model": WSSET["model"],
                                   "train": method_train_cfg("wsset_ext")}, sort_keys=True),
         out_dir=subpath(output.model, parent=True),
+    priority: 20  # short, but Ours+Ext.'s runs, and with batch_runs the longest batches, wait for it
     threads: WSSET["train"].get("threads", 1)
     resources:
         gpu=lambda w: 1 if WSSET["train"].get("device", "cpu") != "cpu" else 0,
