@@ -167,7 +167,7 @@ def test_a_methods_train_override_reaches_its_runs_only(tmp_path):
     cfg["method_params"]["approx_emd"]["train_per_dataset"] = {"twitter": {"epochs": 9}}  # one dataset only
     schedules = train_schedules(dry_run_commands(tmp_path, full))
     assert schedules[("bbcsport/split1", "repset")] == (0.01, 7, None)
-    assert schedules[("twitter/split4", "wsset")] == (3e-4, base["epochs"], None)
+    assert schedules[("twitter/split1", "wsset")] == (3e-4, base["epochs"], None)
     assert schedules[("twitter/split2", "approx_emd")] == (base["lr"], 9, None)
     assert schedules[("bbcsport/split2", "approx_emd")] == (base["lr"], base["epochs"], None)
     # the transfer rows train with WSSET's schedule; every other run keeps config['train']
