@@ -125,6 +125,7 @@ def _read_mnist_like(name: str, folder: Path) -> tuple[ImageIndex, RoleFiles]:
 # ------------------------------------------------------------------------------------- CIFAR-10
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_BATCHES = (("train", [f"data_batch_{i}" for i in range(1, 6)]), ("test", ["test_batch"]))
+_CIFAR_MEMBERS = frozenset(f"{_CIFAR_DIR}/{b}" for _, batches in _CIFAR_BATCHES for b in batches)
 
 
 def _unpickle_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -142,12 +143,11 @@ def _unpickle_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_cifar_members(tar_path: Path) -> dict[str, bytes]:
     """The batch pickles' bytes in ``cifar-10-python.tar.gz``, by member name."""
-    wanted = {f"{_CIFAR_DIR}/{b}" for _, batches in _CIFAR_BATCHES for b in batches}
     members: dict[str, bytes] = {}
     try:
         with tarfile.open(tar_path, "r:gz") as tar:
             for info in tar:
-                if info.name in wanted and info.isfile():
+                if info.name in _CIFAR_MEMBERS and info.isfile():
                     members[info.name] = tar.extractfile(info).read()
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise DmlReproError(f"{tar_path}: cannot read the archive (truncated or damaged?): {exc}") from exc
@@ -156,16 +156,15 @@ def _read_cifar_members(tar_path: Path) -> dict[str, bytes]:
 
 def _read_cifar10(name: str, folder: Path) -> tuple[ImageIndex, RoleFiles]:
     tar_path = folder / "cifar-10-python.tar.gz"
-    wanted = {f"{_CIFAR_DIR}/{b}" for _, batches in _CIFAR_BATCHES for b in batches}
     if tar_path.is_file():
         source = tar_path
         members = dict(_cached(tar_path, _read_cifar_members))
     elif (folder / _CIFAR_DIR).is_dir():
         source = folder / _CIFAR_DIR
-        members = {m: (folder / m).read_bytes() for m in wanted if (folder / m).is_file()}
+        members = {m: (folder / m).read_bytes() for m in _CIFAR_MEMBERS if (folder / m).is_file()}
     else:
         raise _missing(tar_path, "CIFAR-10 python archive", "fetch it with 'dmlrepro fetch'")
-    absent = sorted(wanted - members.keys())
+    absent = sorted(_CIFAR_MEMBERS - members.keys())
     if absent:
         raise DmlReproError(f"{source}: no member {absent[0]} (CIFAR-10 python version expected)")
     images, labels, roles = [], [], []
