@@ -115,3 +115,9 @@ def shared_pretrained(pretrain, paper):
             if cfg.get("pretrain") == pretrain:
                 return f"results/{provider}/{dataset}/pretrained.pt"
     return None
+
+
+def image_batch_jobs(argvs):
+    """``dmlrepro batch --jobs`` for the image papers' batch_rows jobs: each run's arguments with the
+    log its own job writes, logs/<its --out-dir>.log."""
+    return json.dumps([{"argv": argv, "log": f"logs/{argv[argv.index('--out-dir') + 1]}.log"} for argv in argvs])

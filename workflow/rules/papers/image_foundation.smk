@@ -96,7 +96,7 @@ rule image_foundation_train_seed:
         image_dataset="|".join(IF_BATCHED) or "no-batched-dataset",
     params:
         cli=DMLREPRO,
-        jobs=lambda w: if_batch_jobs(w.image_dataset, w.seed),
+        jobs=lambda w: image_batch_jobs(if_train_argv(w.image_dataset, w.seed, m) for m in IF_METHODS),
     log:
         f"logs/{IF_ROOT}/{{image_dataset}}/seed{{seed}}/batch.log",
     benchmark:

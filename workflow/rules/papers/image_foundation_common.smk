@@ -54,11 +54,6 @@ def if_train_argv(dataset, seed, method):
                "--out-dir", if_run_dir(dataset, seed, method)])
 
 
-def if_batch_jobs(dataset, seed):
-    return json.dumps([{"argv": if_train_argv(dataset, seed, m), "log": f"logs/{if_run_dir(dataset, seed, m)}.log"}
-                       for m in IF_METHODS])
-
-
 def if_metrics(dataset):
     runs = [f"{IF_ROOT}/{dataset}/seed{s}/{m}/metrics.json" for m in IMAGE_FOUNDATION["methods"] for s in IF_SEEDS]
     return [f"{IF_ROOT}/{dataset}/seed{s}/initial.json" for s in IF_SEEDS] + runs

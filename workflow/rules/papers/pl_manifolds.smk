@@ -106,7 +106,7 @@ for _dataset, _seed, _runs in plm_batches():
             model=[f"{plm_run_dir(_dataset, dim, _seed, run)}/model.pt" for dim, run in _runs],
         params:
             cli=DMLREPRO,
-            jobs=lambda w, d=_dataset, s=_seed, r=_runs: plm_batch_jobs(d, s, r),
+            jobs=lambda w, d=_dataset, s=_seed, r=_runs: image_batch_jobs(plm_train_argv(d, dim, s, run) for dim, run in r),
         log:
             f"logs/{PLM_ROOT}/{_dataset}/seed{_seed}/batch.log",
         benchmark:

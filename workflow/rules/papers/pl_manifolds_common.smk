@@ -84,11 +84,6 @@ def plm_batches():
             for d in PLM_BATCHED for s in sorted({seed for _, seed, _ in plm_runs(d)})]
 
 
-def plm_batch_jobs(dataset, seed, runs):
-    return json.dumps([{"argv": plm_train_argv(dataset, dim, seed, run),
-                        "log": f"logs/{plm_run_dir(dataset, dim, seed, run)}.log"} for dim, run in runs])
-
-
 def plm_metrics():
     return [f"{PLM_ROOT}/{d}/d{dim}/seed{s}/{run}/metrics.json" for d in PL_MANIFOLDS["datasets"]
             for dim, s, run in plm_runs(d)]

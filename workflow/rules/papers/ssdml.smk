@@ -72,7 +72,7 @@ rule ssdml_train_seed:
         ssdml_dataset="|".join(SSDML_BATCHED) or "no-batched-dataset",
     params:
         cli=DMLREPRO,
-        jobs=lambda w: ssdml_batch_jobs([ssdml_run_argv(w.ssdml_dataset, w.ssdml_seed, m) for m in ssdml_batch_methods()]),
+        jobs=lambda w: image_batch_jobs([ssdml_run_argv(w.ssdml_dataset, w.ssdml_seed, m) for m in ssdml_batch_methods()]),
     log:
         f"logs/{SSDML_ROOT}/{{ssdml_dataset}}/seed{{ssdml_seed}}/batch.log",
     benchmark:
@@ -191,7 +191,7 @@ if ssdml_figure2():
                 history=[p.replace("metrics.json", "history.csv") for p in ssdml_alpha_metrics()],
             params:
                 cli=DMLREPRO,
-                jobs=ssdml_batch_jobs([ssdml_alpha_argv(_FIG2["dataset"], _FIG2["seed"], a) for a in ssdml_alphas()]),
+                jobs=image_batch_jobs([ssdml_alpha_argv(_FIG2["dataset"], _FIG2["seed"], a) for a in ssdml_alphas()]),
             log:
                 f"logs/{SSDML_ROOT}/{_FIG2['dataset']}/seed{_FIG2['seed']}/alpha/batch.log",
             benchmark:

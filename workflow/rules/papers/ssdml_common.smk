@@ -90,11 +90,6 @@ def ssdml_alpha_argv(dataset, seed, alpha):
                             f"{SSDML_ROOT}/{dataset}/seed{seed}/alpha/{alpha}")
 
 
-def ssdml_batch_jobs(argvs):
-    """``dmlrepro batch --jobs``: each run with the log its own job would write (logs/<out-dir>.log)."""
-    return json.dumps([{"argv": argv, "log": f"logs/{argv[-1]}.log"} for argv in argvs])
-
-
 def ssdml_metrics():
     out = []
     for d in SSDML["datasets"]:

@@ -98,7 +98,7 @@ rule unified_view_train_seed:
         uv_dataset="|".join(UV_BATCHED) or "no-batched-dataset",
     params:
         cli=DMLREPRO,
-        jobs=lambda w, input: uv_batch_jobs(w.uv_dataset, w.seed, input.split, input.init),
+        jobs=lambda w, input: image_batch_jobs(uv_train_argv(w.uv_dataset, w.seed, row, input.split, input.init) for row in UV_ROWS),
     log:
         f"logs/{UV_ROOT}/{{uv_dataset}}/seed{{seed}}/batch.log",
     benchmark:

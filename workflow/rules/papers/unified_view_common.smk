@@ -74,11 +74,6 @@ def uv_train_argv(dataset, seed, row, split, init):
             "--device", uv_device(dataset), "--out-dir", uv_run_dir(dataset, seed, row)])
 
 
-def uv_batch_jobs(dataset, seed, split, init):
-    return json.dumps([{"argv": uv_train_argv(dataset, seed, row, split, init),
-                        "log": f"logs/{uv_run_dir(dataset, seed, row)}.log"} for row in UV_ROWS])
-
-
 def uv_metrics(dataset):
     """Every run of ``dataset``: Table 1's configured rows x seeds."""
     return [f"{UV_ROOT}/{dataset}/seed{s}/{row}/metrics.json" for row in UNIFIED_VIEW["methods"] for s in UV_SEEDS]

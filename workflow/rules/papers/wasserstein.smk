@@ -97,7 +97,7 @@ rule wasserstein_train_seed:
         wass_dataset="|".join(WASS_BATCHED) or "no-batched-dataset",
     params:
         cli=DMLREPRO,
-        jobs=lambda w, input: wass_batch_jobs(w.wass_dataset, w.seed, input.split, input.init),
+        jobs=lambda w, input: image_batch_jobs(wass_train_argv(w.wass_dataset, w.seed, row, input.split, input.init) for row in WASS_ROWS),
     log:
         f"logs/{WASS_ROOT}/{{wass_dataset}}/seed{{seed}}/batch.log",
     benchmark:

@@ -71,11 +71,6 @@ def wass_train_argv(dataset, seed, row, split, init):
             "--device", wass_device(dataset), "--out-dir", wass_run_dir(dataset, seed, row)])
 
 
-def wass_batch_jobs(dataset, seed, split, init):
-    return json.dumps([{"argv": wass_train_argv(dataset, seed, row, split, init),
-                        "log": f"logs/{wass_run_dir(dataset, seed, row)}.log"} for row in WASS_ROWS])
-
-
 def wass_metrics(dataset):
     """Every run of ``dataset``: the configured rows x seeds."""
     return [f"{WASS_ROOT}/{dataset}/seed{s}/{row}/metrics.json" for row in WASSERSTEIN["methods"] for s in WASS_SEEDS]
